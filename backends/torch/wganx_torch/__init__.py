@@ -1,0 +1,1 @@
+"""PyTorch backend for wganx. Importing this package does not import torch."""

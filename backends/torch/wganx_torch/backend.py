@@ -1,0 +1,318 @@
+"""The PyTorch backend: ops on torch tensors, steps in eager mode.
+
+``torch.compile`` raises on double backward ("aot_autograd does not currently support
+double backward"), so the penalty steps run eagerly; optimizer updates are fused with
+``torch._foreach_*`` and losses stay on the device until the core fetches them.
+"""
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from wganx.backend import Backend, Session
+from wganx.errors import BackendUnavailableError
+from wganx.ops import Ops
+from wganx.program import Program, critic_objective, generator_objective, split_params
+
+
+class TorchOps(Ops):
+    name = "torch"
+
+    def __init__(self):
+        self.grad_scale = None  # set by mixed precision: scale D before input gradients
+
+    def conv2d(self, x, w, b=None, *, stride=1, pad=0):
+        return F.conv2d(x, w, b, stride=stride, padding=pad)
+
+    def deconv2d(self, x, w, b=None, *, stride=1, pad=0):
+        return F.conv_transpose2d(x, w, b, stride=stride, padding=pad)
+
+    def affine(self, x, w, b=None):
+        y = torch.flatten(x, 1) @ w
+        return y if b is None else y + b
+
+    def embedding(self, labels, w):
+        return F.embedding(labels, w)
+
+    def interpolate(self, x, scale, mode):
+        if mode == "nearest":
+            return F.interpolate(x, scale_factor=scale, mode="nearest")
+        if mode == "linear":
+            return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+        raise ValueError(f"unknown interpolation mode {mode!r}; choose one of: linear, nearest")
+
+    def unpool(self, x, kernel):
+        return x.repeat_interleave(kernel, dim=2).repeat_interleave(kernel, dim=3)
+
+    def avg_pool(self, x, kernel):
+        return F.avg_pool2d(x, kernel)
+
+    def batch_norm(self, x, gamma, beta, mean, var, *, training, decay=0.9, eps=1e-5):
+        return F.batch_norm(x, mean, var, gamma, beta, training=training, momentum=1.0 - decay, eps=eps)
+
+    def layer_norm(self, x, gamma, beta, *, eps=1e-5):
+        y = F.layer_norm(x, x.shape[1:], eps=eps)
+        return y * _per_channel(gamma, x) + _per_channel(beta, x)
+
+    def instance_norm(self, x, gamma, beta, *, eps=1e-5):
+        return F.instance_norm(x, weight=gamma, bias=beta, eps=eps)
+
+    def relu(self, x):
+        return F.relu(x)
+
+    def leaky_relu(self, x, slope):
+        return F.leaky_relu(x, slope)
+
+    def tanh(self, x):
+        return torch.tanh(x)
+
+    def sigmoid(self, x):
+        return torch.sigmoid(x)
+
+    def softplus(self, x):
+        return F.softplus(x)
+
+    def sqrt(self, x):
+        return torch.sqrt(x)
+
+    def abs(self, x):
+        return torch.abs(x)
+
+    def maximum(self, x, value):
+        return torch.clamp_min(x, value)
+
+    def flatten(self, x):
+        return torch.flatten(x, 1)
+
+    def reshape(self, x, shape):
+        return torch.reshape(x, tuple(shape))
+
+    def concat(self, xs, axis):
+        return torch.cat(list(xs), dim=axis)
+
+    def sum(self, x, axes=None, keepdims=False):
+        return torch.sum(x) if axes is None else torch.sum(x, dim=tuple(axes), keepdim=keepdims)
+
+    def mean(self, x, axes=None, keepdims=False):
+        return torch.mean(x) if axes is None else torch.mean(x, dim=tuple(axes), keepdim=keepdims)
+
+    def shape(self, x):
+        return tuple(x.shape)
+
+    def stop_gradient(self, x):
+        return x.detach()
+
+    def input_grad(self, fn, x):
+        if not x.requires_grad:
+            x = x.detach().requires_grad_(True)
+        y = fn(x)
+        total = y.float().sum()
+        if self.grad_scale is not None:  # mixed precision: scale, differentiate, unscale
+            (g,) = torch.autograd.grad(total * self.grad_scale, x, create_graph=True)
+            return y, g.float() / self.grad_scale
+        (g,) = torch.autograd.grad(total, x, create_graph=True)
+        return y, g
+
+
+def _per_channel(v, x):
+    return v.reshape((1, -1) + (1,) * (x.dim() - 2))
+
+
+class TorchBackend(Backend):
+    """PyTorch on the CPU or a CUDA GPU (``cuda`` and ``cudnn`` both mean the GPU, with
+    cuDNN autotuning enabled for ``cudnn``)."""
+
+    name = "torch"
+
+    def __init__(self, context="cpu", device_id=0, type_config="float"):
+        super().__init__(context, device_id, type_config)
+        if context == "cpu":
+            self.device = torch.device("cpu")
+        else:
+            if not torch.cuda.is_available():
+                raise BackendUnavailableError(
+                    f"-c {context} needs a CUDA GPU, but this torch ({torch.__version__}) sees none; "
+                    "install a CUDA build of torch (pip install torch) on a machine with an NVIDIA GPU")
+            if device_id >= torch.cuda.device_count():
+                raise BackendUnavailableError(
+                    f"-d {device_id}: only {torch.cuda.device_count()} CUDA device(s) present")
+            self.device = torch.device("cuda", device_id)
+            torch.backends.cudnn.benchmark = context == "cudnn"
+        if type_config == "half" and context == "cpu":
+            raise BackendUnavailableError("-t half (mixed precision) needs -c cuda or -c cudnn with torch")
+        self.dtype = torch.float64 if type_config == "double" else torch.float32
+        self.ops = TorchOps()
+
+    def versions(self):
+        return {"torch": torch.__version__}
+
+    def compile(self, program: Program, seed: int = 0) -> "TorchSession":
+        return TorchSession(self, program, seed)
+
+
+class TorchSession(Session):
+    def __init__(self, backend: TorchBackend, program: Program, seed: int):
+        self.backend, self.program, self.ops = backend, program, backend.ops
+        self.device, self.dtype = backend.device, backend.dtype
+        self.half = backend.type_config == "half"
+        self.params: Dict[str, torch.Tensor] = {}
+        self.trainable = {"generator": [], "critic": []}
+        for net, network in (("generator", program.arch.generator), ("critic", program.arch.critic)):
+            for name, spec in sorted(network.params.items()):
+                full = f"{net}/{name}"
+                t = torch.zeros(spec.shape, dtype=self.dtype, device=self.device)
+                t.requires_grad_(spec.trainable)
+                self.params[full] = t
+                if spec.trainable:
+                    self.trainable[net].append(full)
+        self.pg, self.pd = split_params(self.params)
+        self.optim = {"generator": program.generator_optimizer, "critic": program.critic_optimizer}
+        self.slots = {net: {slot: [torch.zeros_like(self.params[n]).detach() for n in names]
+                            for slot in self.optim[net].slots()}
+                      for net, names in self.trainable.items()}
+        self.steps = {"generator": 0, "critic": 0}
+        self.loss_scale = 2.0 ** 16 if self.half else None
+        self.clip = program.regularizer.clip
+
+    # -- state ------------------------------------------------------------------------------
+    def set_state(self, arrays):
+        with torch.no_grad():
+            for name, value in arrays.items():
+                if name in self.params:
+                    self.params[name].copy_(torch.from_numpy(np.asarray(value)))
+                elif name.startswith("optimizer/"):
+                    _, net, rest = name.split("/", 2)
+                    if rest == "t":
+                        self.steps[net] = int(np.asarray(value))
+                        continue
+                    pname, slot = rest.rsplit("/", 1)
+                    idx = self.trainable[net].index(f"{net}/{pname}")
+                    self.slots[net][slot][idx].copy_(torch.from_numpy(np.asarray(value)))
+                elif name == "loss_scale" and self.half:
+                    self.loss_scale = float(np.asarray(value))
+
+    def get_state(self):
+        out = {k: v.detach().cpu().float().numpy().copy() for k, v in self.params.items()}
+        for net, names in self.trainable.items():
+            out[f"optimizer/{net}/t"] = np.asarray(self.steps[net], np.float32)
+            for slot, tensors in self.slots[net].items():
+                for name, t in zip(names, tensors):
+                    local = name.split("/", 1)[1]
+                    out[f"optimizer/{net}/{local}/{slot}"] = t.cpu().float().numpy().copy()
+        return out
+
+    # -- steps ------------------------------------------------------------------------------
+    def _inputs(self, inputs):
+        out = {}
+        for k, v in inputs.items():
+            t = torch.from_numpy(np.asarray(v))
+            if t.is_floating_point():
+                t = t.to(self.dtype)
+            out[k] = t.to(self.device, non_blocking=True)
+        return out
+
+    def _objective(self, step, inputs):
+        fn = critic_objective if step == "critic" else generator_objective
+        if not self.half:
+            return fn(self.ops, self.program, self.pg, self.pd, inputs)
+        self.ops.grad_scale = self.loss_scale
+        try:
+            with torch.autocast(self.device.type, dtype=torch.float16):
+                values = fn(self.ops, self.program, self.pg, self.pd, inputs)
+        finally:
+            self.ops.grad_scale = None
+        return {k: v.float() for k, v in values.items()}
+
+    def _grads(self, net, values):
+        names = self.trainable[net]
+        params = [self.params[n] for n in names]
+        if self.loss_scale is None:
+            return list(torch.autograd.grad(values["loss"], params))
+        grads = torch.autograd.grad(values["loss"] * self.loss_scale, params)
+        return [g.float() / self.loss_scale for g in grads]
+
+    def _step(self, net, inputs):
+        values = self._objective(net, self._inputs(inputs))
+        grads = self._grads(net, values)
+        if self.loss_scale is not None and not self._finite(grads):
+            self.loss_scale /= 2.0  # skip this update, as torch.cuda.amp.GradScaler does
+        else:
+            self._update(net, grads)
+        return {k: v.detach() for k, v in values.items()}
+
+    @staticmethod
+    def _finite(grads):
+        return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+
+    @torch.no_grad()
+    def _update(self, net, grads):
+        cfg, slots = self.optim[net], self.slots[net]
+        params = [self.params[n] for n in self.trainable[net]]
+        self.steps[net] += 1
+        t = self.steps[net]
+        if cfg.kind == "adam":
+            m, v = slots["m"], slots["v"]
+            torch._foreach_lerp_(m, grads, 1.0 - cfg.beta1)
+            torch._foreach_mul_(v, cfg.beta2)
+            torch._foreach_addcmul_(v, grads, grads, value=1.0 - cfg.beta2)
+            denom = torch._foreach_sqrt(v)
+            torch._foreach_add_(denom, cfg.eps)
+            step = cfg.lr * (1 - cfg.beta2 ** t) ** 0.5 / (1 - cfg.beta1 ** t)
+            torch._foreach_addcdiv_(params, m, denom, value=-step)
+        elif cfg.kind == "rmsprop":
+            v = slots["v"]
+            torch._foreach_mul_(v, cfg.rho)
+            torch._foreach_addcmul_(v, grads, grads, value=1.0 - cfg.rho)
+            denom = torch._foreach_add(v, cfg.eps)
+            torch._foreach_sqrt_(denom)
+            torch._foreach_addcdiv_(params, grads, denom, value=-cfg.lr)
+        else:
+            raise ValueError(f"unknown optimizer {cfg.kind!r}")
+        if net == "critic" and self.clip is not None:
+            torch._foreach_clamp_min_(params, -self.clip)
+            torch._foreach_clamp_max_(params, self.clip)
+
+    def critic_step(self, inputs):
+        return self._step("critic", inputs)
+
+    def generator_step(self, inputs):
+        return self._step("generator", inputs)
+
+    def fetch(self, values):
+        if not values:
+            return {}
+        keys = list(values)
+        stacked = torch.stack([values[k].reshape(()).float() for k in keys]).cpu().numpy()
+        return {k: float(x) for k, x in zip(keys, stacked)}
+
+    def gradients(self, step, inputs):
+        values = self._objective(step, self._inputs(inputs))
+        grads = self._grads(step, values)
+        return (self.fetch({k: v.detach() for k, v in values.items()}),
+                {n: g.detach().cpu().numpy() for n, g in zip(self.trainable[step], grads)})
+
+    # -- inference --------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, z, labels=None):
+        inputs = self._inputs({"z": z} if labels is None else {"z": z, "labels": labels})
+        x = self.program.arch.generator.forward(self.ops, self.pg, inputs["z"], training=False,
+                                                labels=inputs.get("labels"))
+        return x.float().cpu().numpy()
+
+    @torch.no_grad()
+    def critic_values(self, x, labels=None):
+        inputs = self._inputs({"x": x} if labels is None else {"x": x, "labels": labels})
+        y = self.program.arch.critic.forward(self.ops, self.pd, inputs["x"], training=False,
+                                             labels=inputs.get("labels"))
+        return y.float().cpu().numpy()
+
+    def input_gradient(self, x, labels=None):
+        inputs = self._inputs({"x": x} if labels is None else {"x": x, "labels": labels})
+        critic = self.program.arch.critic
+        _, g = self.ops.input_grad(
+            lambda v: critic.forward(self.ops, self.pd, v, training=False, labels=inputs.get("labels")),
+            inputs["x"])
+        return g.detach().cpu().numpy()

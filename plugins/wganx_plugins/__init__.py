@@ -1,0 +1,1 @@
+"""The standard wganx plugins, written once against the neutral ops."""

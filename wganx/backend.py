@@ -1,0 +1,104 @@
+"""The contract between the core and a backend.
+
+A backend is a class named by a :class:`wganx.records.BackendSpec`; the core constructs it
+with the user's context flags (the same meaning as NNabla's ``get_extension_context``) and
+asks it to :meth:`Backend.compile` a :class:`wganx.program.Program`. Everything crosses as
+numpy: parameters by canonical name in NCHW / OIHW layout, optimizer state as
+:mod:`wganx.optim` names it, step inputs drawn by the core's RNG.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+
+from .ops import Ops
+from .program import Program
+
+CONTEXTS = ("cpu", "cuda", "cudnn")
+TYPE_CONFIGS = ("float", "half", "double")
+
+
+class Session(abc.ABC):
+    """A compiled program holding the backend's parameters and optimizer state."""
+
+    @abc.abstractmethod
+    def set_state(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Load parameters (``generator/...``, ``critic/...``, running statistics included)
+        and optimizer state (``optimizer/...``); names not given keep their values."""
+
+    @abc.abstractmethod
+    def get_state(self) -> Dict[str, np.ndarray]:
+        """Every parameter, running statistic and optimizer slot, as float32 numpy."""
+
+    @abc.abstractmethod
+    def critic_step(self, inputs: Mapping[str, np.ndarray]) -> Dict:
+        """One critic update; returns the objective's scalars as backend values.
+
+        The values stay on the device: call :meth:`fetch` only when logging, so a step
+        never waits for the device.
+        """
+
+    @abc.abstractmethod
+    def generator_step(self, inputs: Mapping[str, np.ndarray]) -> Dict:
+        """One generator update; returns ``{"loss": ...}`` as backend values."""
+
+    @abc.abstractmethod
+    def fetch(self, values: Mapping) -> Dict[str, float]:
+        """Backend scalars -> Python floats (this synchronises)."""
+
+    @abc.abstractmethod
+    def gradients(self, step: str, inputs: Mapping[str, np.ndarray]) -> tuple:
+        """``(scalars, grads)`` of ``step``'s objective without updating anything.
+
+        ``grads`` maps every trainable parameter of the stepped network (canonical name
+        with its ``generator/`` or ``critic/`` prefix) to its gradient.
+        """
+
+    @abc.abstractmethod
+    def generate(self, z: np.ndarray, labels: Optional[np.ndarray] = None) -> np.ndarray:
+        """Generator output in inference mode (batch norm uses running statistics)."""
+
+    @abc.abstractmethod
+    def critic_values(self, x: np.ndarray, labels: Optional[np.ndarray] = None) -> np.ndarray:
+        """``D(x)`` as ``(N, 1)`` numpy."""
+
+    @abc.abstractmethod
+    def input_gradient(self, x: np.ndarray, labels: Optional[np.ndarray] = None) -> np.ndarray:
+        """``d sum D(x) / dx`` through ``ops.input_grad``, in the session's dtype."""
+
+
+class Backend(abc.ABC):
+    """A deep-learning framework behind the ops and the steps.
+
+    Args:
+        context: ``"cpu"``, ``"cuda"`` or ``"cudnn"`` (NNabla's names; ``cuda`` and
+            ``cudnn`` both mean the GPU for frameworks that do not distinguish them).
+        device_id: which GPU.
+        type_config: ``"float"``, ``"half"`` (mixed precision) or ``"double"``
+            (tests; where the backend supports it).
+    """
+
+    name = "abstract"
+    ops: Ops
+
+    def __init__(self, context: str = "cpu", device_id: int = 0, type_config: str = "float"):
+        from .errors import WganxError
+
+        if context not in CONTEXTS:
+            raise WganxError(f"unknown context {context!r}; choose one of: {', '.join(CONTEXTS)}")
+        if type_config not in TYPE_CONFIGS:
+            raise WganxError(f"unknown type config {type_config!r}; choose one of: {', '.join(TYPE_CONFIGS)}")
+        self.context, self.device_id, self.type_config = context, int(device_id), type_config
+
+    @abc.abstractmethod
+    def compile(self, program: Program, seed: int = 0) -> Session:
+        """Build the steps for ``program``; parameters are set afterwards by the core."""
+
+    @abc.abstractmethod
+    def versions(self) -> Dict[str, str]:
+        """Framework name -> version, for ``config.json``."""
+
+    def device_name(self) -> str:
+        return self.context if self.context == "cpu" else f"{self.context}:{self.device_id}"

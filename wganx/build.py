@@ -1,0 +1,87 @@
+"""From names and numbers to a compiled session: the one place plugins are wired together."""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+
+from .errors import BackendUnavailableError, WganxError
+from .optim import OptimizerConfig, initial_state
+from .params import init_params
+from .plugins import Registry, registry as default_registry
+from .program import Program
+from .records import ArchConfig
+
+
+def load_backend(name: str, context: str = "cpu", device_id: int = 0, type_config: str = "float",
+                 reg: Optional[Registry] = None):
+    """Construct backend ``name``; a missing framework says what to install."""
+    reg = reg or default_registry()
+    entry = reg.entry("backend", name)
+    ok, why = entry.availability()
+    if not ok:
+        raise BackendUnavailableError(f"backend {name!r} is unavailable: {why}")
+    spec = entry.record
+    if type_config != "float" and type_config not in spec.capabilities:
+        raise BackendUnavailableError(f"backend {name!r} does not support -t {type_config}")
+    return spec.load()(context=context, device_id=device_id, type_config=type_config)
+
+
+def make_program(*, arch: str, regularizer: str = "gp", loss: str = "wasserstein",
+                 arch_config: ArchConfig, penalty_weight: Optional[float] = None,
+                 critic_optimizer: OptimizerConfig = OptimizerConfig(),
+                 generator_optimizer: OptimizerConfig = OptimizerConfig(),
+                 batch_size: int = 64, allow_critic_batch_norm: bool = False,
+                 reg: Optional[Registry] = None) -> Program:
+    """Resolve plugin names and build the :class:`Program` a backend compiles."""
+    reg = reg or default_registry()
+    arch_spec = reg.get("architecture", arch)
+    if arch_config.data_kind not in arch_spec.data_kinds:
+        raise WganxError(f"architecture {arch!r} models {'/'.join(arch_spec.data_kinds)} data, "
+                         f"not {arch_config.data_kind}")
+    reg_spec = reg.get("regularizer", regularizer)
+    architecture = arch_spec.build(arch_config)
+    if reg_spec.needs_input_grad and architecture.critic.has_batch_norm and not allow_critic_batch_norm:
+        raise WganxError(
+            f"the {arch!r} critic uses batch norm, which couples the samples of a batch, while the "
+            f"{regularizer!r} penalty is per sample; use another critic (or allow it explicitly)")
+    if batch_size < 1:
+        raise WganxError(f"batch size must be at least 1, got {batch_size}")
+    for which, opt in (("critic", critic_optimizer), ("generator", generator_optimizer)):
+        if opt.lr < 0:
+            raise WganxError(f"the {which} learning rate must not be negative, got {opt.lr}")
+    return Program(
+        arch=architecture, loss=reg.get("loss", loss), regularizer=reg_spec,
+        penalty_weight=reg_spec.weight if penalty_weight is None else float(penalty_weight),
+        critic_optimizer=critic_optimizer, generator_optimizer=generator_optimizer,
+        batch_size=batch_size, latent=arch_config.latent, num_classes=arch_config.num_classes)
+
+
+def initial_arrays(program: Program, rng: np.random.Generator) -> Dict[str, np.ndarray]:
+    """Parameters (generator first, then critic) and zeroed optimizer state, from ``rng``."""
+    arrays = {}
+    for net, network, opt in (("generator", program.arch.generator, program.generator_optimizer),
+                              ("critic", program.arch.critic, program.critic_optimizer)):
+        values = init_params(network.params, rng)
+        arrays.update({f"{net}/{k}": v for k, v in values.items()})
+        trainable = {k: v for k, v in values.items() if network.params[k].trainable}
+        arrays.update(initial_state(net, trainable, opt))
+    return arrays
+
+
+def step_inputs(program: Program, step: str, rng: np.random.Generator, real=None, labels=None) -> Dict:
+    """The numpy inputs of one step, every random number drawn from the core's ``rng``.
+
+    Order of draws: latent ``z``, then (critic) the regularizer's noise, then (generator,
+    conditional) random labels.
+    """
+    n = program.batch_size
+    inputs = {"z": rng.standard_normal((n, program.latent)).astype(np.float32)}
+    if step == "critic":
+        inputs["real"] = real
+        inputs.update(program.regularizer.sample_noise(rng, n, tuple(program.arch.sample_shape)))
+        if program.num_classes:
+            inputs["labels"] = labels.astype(np.int64)
+    elif program.num_classes:
+        inputs["labels"] = rng.integers(0, program.num_classes, n).astype(np.int64)
+    return inputs

@@ -1,0 +1,26 @@
+"""Errors that the CLI turns into one clean line instead of a stack trace."""
+
+
+class WganxError(Exception):
+    """A problem with the user's input or environment, explained in its message."""
+
+
+class UnknownNameError(WganxError, KeyError):
+    """A plugin name that nobody registered; the message lists the choices."""
+
+    def __init__(self, kind: str, name: str, choices):
+        self.kind, self.name, self.choices = kind, name, sorted(choices)
+        super().__init__(
+            f"unknown {kind} {name!r}; choose one of: {', '.join(self.choices) or '(none installed)'}"
+        )
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class PluginConflictError(WganxError):
+    """Two distributions registered a plugin of one kind under one name."""
+
+
+class BackendUnavailableError(WganxError):
+    """A backend whose framework is missing or cannot run the requested context."""

@@ -1,0 +1,139 @@
+"""The neutral ops vocabulary that architectures, upsamplers, regularizers and losses use.
+
+Each backend supplies one :class:`Ops` object. Semantics are NCHW: images are
+``(N, C, H, W)``, conv weights OIHW, deconv weights IOHW, affine weights ``(in, out)``,
+norm scales and biases ``(C,)``. A backend that computes in another layout (TensorFlow
+runs NHWC on the CPU) translates inside its ops, so ``flatten`` gives the NCHW order
+everywhere and the same weights give the same numbers on every backend.
+
+Tensors support ``+ - * /`` with tensors and Python floats, unary ``-`` and ``**``
+with a float exponent; everything else goes through these methods.
+"""
+from __future__ import annotations
+
+import abc
+
+
+class Ops(abc.ABC):
+    """The contract every backend's ops meet; the parity suite is its acceptance test."""
+
+    name = "abstract"
+
+    # -- layers ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def conv2d(self, x, w, b=None, *, stride=1, pad=0):
+        """2-D cross-correlation, ``w`` OIHW, symmetric zero padding ``pad``."""
+
+    @abc.abstractmethod
+    def deconv2d(self, x, w, b=None, *, stride=1, pad=0):
+        """Transposed convolution, ``w`` IOHW; output ``(H - 1) * stride - 2 * pad + k``."""
+
+    @abc.abstractmethod
+    def affine(self, x, w, b=None):
+        """``flatten(x) @ w + b`` with ``w`` of shape ``(in, out)``."""
+
+    @abc.abstractmethod
+    def embedding(self, labels, w):
+        """Rows ``w[labels]`` of a ``(num_classes, dim)`` table; labels are int tensors."""
+
+    # -- resampling -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def interpolate(self, x, scale: int, mode: str):
+        """Upsample H and W by an integer ``scale``.
+
+        ``mode="nearest"`` replicates pixels. ``mode="linear"`` is bilinear with half-pixel
+        centres (``align_corners=False``): PyTorch's ``bilinear``, ``tf.image.resize``'s
+        ``bilinear`` and NNabla's ``half_pixel=True``, which agree to 1e-7.
+        """
+
+    @abc.abstractmethod
+    def unpool(self, x, kernel: int):
+        """NNabla's ``F.unpooling``: each value replicated into a ``kernel`` x ``kernel`` block."""
+
+    @abc.abstractmethod
+    def avg_pool(self, x, kernel: int):
+        """Average pooling with stride ``kernel``, borders that do not fit are dropped."""
+
+    # -- normalisation --------------------------------------------------------------------
+    @abc.abstractmethod
+    def batch_norm(self, x, gamma, beta, mean, var, *, training: bool, decay=0.9, eps=1e-5):
+        """Batch norm over all axes but 1 (channels / features).
+
+        In training it normalises with the batch's biased variance and updates the running
+        statistics in place: ``mean = decay * mean + (1 - decay) * batch_mean`` and
+        ``var = decay * var + (1 - decay) * unbiased_batch_var`` (NNabla's and PyTorch's rule).
+        """
+
+    @abc.abstractmethod
+    def layer_norm(self, x, gamma, beta, *, eps=1e-5):
+        """Per sample over all of C, H, W; ``gamma`` and ``beta`` are per channel ``(C,)``."""
+
+    @abc.abstractmethod
+    def instance_norm(self, x, gamma, beta, *, eps=1e-5):
+        """Per sample and channel over H, W; ``gamma`` and ``beta`` ``(C,)``."""
+
+    # -- elementwise ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def relu(self, x): ...
+
+    @abc.abstractmethod
+    def leaky_relu(self, x, slope: float): ...
+
+    @abc.abstractmethod
+    def tanh(self, x): ...
+
+    @abc.abstractmethod
+    def sigmoid(self, x): ...
+
+    @abc.abstractmethod
+    def softplus(self, x):
+        """``log(1 + exp(x))``, computed stably."""
+
+    @abc.abstractmethod
+    def sqrt(self, x): ...
+
+    @abc.abstractmethod
+    def abs(self, x): ...
+
+    @abc.abstractmethod
+    def maximum(self, x, value: float):
+        """Elementwise ``max(x, value)`` with a float."""
+
+    # -- shapes and reductions ------------------------------------------------------------
+    @abc.abstractmethod
+    def flatten(self, x):
+        """``(N, ...) -> (N, prod(...))`` in NCHW order."""
+
+    @abc.abstractmethod
+    def reshape(self, x, shape):
+        """Reshape with NCHW semantics; ``shape`` includes the batch axis."""
+
+    @abc.abstractmethod
+    def concat(self, xs, axis: int):
+        """Concatenate along an NCHW axis."""
+
+    @abc.abstractmethod
+    def sum(self, x, axes=None, keepdims=False):
+        """Sum over NCHW ``axes`` (all when None)."""
+
+    @abc.abstractmethod
+    def mean(self, x, axes=None, keepdims=False):
+        """Mean over NCHW ``axes`` (all when None)."""
+
+    @abc.abstractmethod
+    def shape(self, x) -> tuple:
+        """The NCHW shape as a tuple of ints."""
+
+    # -- autodiff -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def stop_gradient(self, x):
+        """``x`` in the forward pass, no gradient through it."""
+
+    @abc.abstractmethod
+    def input_grad(self, fn, x):
+        """``(fn(x), d sum(fn(x)) / dx)``, the gradient itself differentiable.
+
+        This is the double backward behind every gradient penalty: PyTorch's
+        ``autograd.grad(create_graph=True)``, a ``tf.GradientTape`` nested in the step's,
+        NNabla's ``nn.grad`` in the static graph.
+        """

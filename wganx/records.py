@@ -1,0 +1,228 @@
+"""Typed records that plugins return from their hooks.
+
+Every hook returns a list of these. They are plain frozen dataclasses so that a plugin
+author can read exactly what wganx expects, and so that listing plugins never imports a
+deep-learning framework (a backend names its factory as a lazy ``"module:attr"`` string).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter (or running statistic) that the core creates from its seeded RNG.
+
+    Shapes are canonical: conv weights OIHW, deconv weights IOHW (as NNabla and PyTorch
+    store them), affine weights (in, out), norm scales and biases (C,).
+
+    Attributes:
+        shape: the canonical shape.
+        init: ``"glorot_uniform"`` (NNabla's default for conv, deconv and affine),
+            ``"zeros"``, ``"ones"`` or ``"normal"`` (with ``std``).
+        fan_in: inputs per output (in_maps * kernel area); used by ``glorot_uniform``.
+        fan_out: outputs per input (out_maps * kernel area).
+        std: standard deviation for ``"normal"``.
+        trainable: False for running statistics such as batch-norm means.
+    """
+
+    shape: tuple
+    init: str = "glorot_uniform"
+    fan_in: int = 0
+    fan_out: int = 0
+    std: float = 0.02
+    trainable: bool = True
+
+
+@dataclass(frozen=True)
+class Network:
+    """A generator or critic written once against the neutral ``ops`` vocabulary.
+
+    Attributes:
+        params: canonical name -> :class:`ParamSpec`, running statistics included
+            (``trainable=False``).
+        forward: ``forward(ops, p, x, *, training, labels=None) -> y`` where ``p`` maps the
+            names of ``params`` to backend tensors.
+        has_batch_norm: True when ``forward`` uses ``ops.batch_norm`` (refused in a critic
+            trained with an input-gradient penalty, since batch norm couples samples).
+    """
+
+    params: Mapping[str, ParamSpec]
+    forward: Callable[..., Any]
+    has_batch_norm: bool = False
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """What an architecture is built for; fields are the CLI flags of the same names."""
+
+    image_size: int = 32
+    channels: int = 3
+    latent: int = 128
+    maps: int = 128
+    up: Optional["UpsamplerSpec"] = None
+    num_classes: int = 0  # > 0: class-conditional generator and projection critic
+    critic_norm: str = "none"  # resnet critic: "none" or "layer"
+    data_kind: str = "image"  # "image" (C, H, W) or "points" (D,)
+    data_dim: int = 2  # for "points"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A generator and a critic built for one :class:`ArchConfig`."""
+
+    generator: Network
+    critic: Network
+    sample_shape: tuple  # (C, H, W) or (D,)
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    """Record returned by ``wganx_architectures``.
+
+    Attributes:
+        name: what ``--arch`` takes.
+        build: ``build(config: ArchConfig) -> Architecture``; raises
+            :class:`wganx.errors.WganxError` for sizes it cannot make.
+        data_kinds: which data it models: ``("image",)``, ``("points",)`` or both.
+        uses_upsampler: True when ``--up`` changes the generator.
+        description: one line for ``wganx plugins``.
+    """
+
+    name: str
+    build: Callable[[ArchConfig], Architecture]
+    data_kinds: tuple = ("image",)
+    uses_upsampler: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class UpsamplerSpec:
+    """Record returned by ``wganx_upsamplers``: one 2x upsampling conv block of seed 000.
+
+    Attributes:
+        name: what ``--up`` takes.
+        params: ``params(prefix, in_maps, maps) -> (dict[str, ParamSpec], out_maps)``.
+        apply: ``apply(ops, p, prefix, x) -> y`` doubling H and W.
+        description: one line.
+    """
+
+    name: str
+    params: Callable[[str, int, int], tuple]
+    apply: Callable[..., Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class RegularizerSpec:
+    """Record returned by ``wganx_regularizers``: how the critic is kept Lipschitz.
+
+    Attributes:
+        name: what ``--regularizer`` takes.
+        penalty: ``penalty(ops, critic, real, fake, noise) -> scalar`` where
+            ``critic(x) -> (N, 1)`` closes over the critic's parameters and ``noise`` is
+            what ``sample_noise`` drew; None for a regularizer without a penalty term.
+        sample_noise: ``sample_noise(rng, batch_size, sample_shape) -> dict`` of numpy
+            float32 arrays; all randomness comes from the core's generator.
+        clip: weight-clipping bound applied to every critic weight after each update.
+        weight: default multiplier of the penalty (``--lambda``).
+        needs_input_grad: True when ``penalty`` differentiates the critic by its input
+            (then batch norm in the critic is refused).
+        description: one line.
+    """
+
+    name: str
+    penalty: Optional[Callable[..., Any]] = None
+    sample_noise: Callable[..., dict] = field(default=lambda rng, batch_size, shape: {})
+    clip: Optional[float] = None
+    weight: float = 10.0
+    needs_input_grad: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """Record returned by ``wganx_losses``: the adversarial objective.
+
+    Attributes:
+        name: what ``--loss`` takes.
+        critic: ``critic(ops, d_real, d_fake) -> scalar`` minimised by the critic.
+        generator: ``generator(ops, d_fake) -> scalar`` minimised by the generator.
+        description: one line.
+    """
+
+    name: str
+    critic: Callable[..., Any]
+    generator: Callable[..., Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Record returned by ``wganx_datasets``.
+
+    Attributes:
+        name: what ``--dataset`` takes.
+        load: ``load(data_dir, image_size, download) -> wganx.data.Dataset``. ``data_dir``
+            is a path or None (the default cache); raises WganxError when files are
+            missing, saying which files to put where.
+        kind: ``"image"`` or ``"points"``.
+        description: one line.
+    """
+
+    name: str
+    load: Callable[..., Any]
+    kind: str = "image"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """Record returned by ``wganx_metrics``.
+
+    Attributes:
+        name: what ``--metrics`` takes.
+        compute: ``compute(samples, reference, **options) -> dict[str, float]``.
+        kinds: data kinds it applies to.
+        description: one line.
+    """
+
+    name: str
+    compute: Callable[..., Mapping[str, float]]
+    kinds: tuple = ("image",)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Record returned by ``wganx_backends``.
+
+    Attributes:
+        name: what ``--backend`` takes.
+        factory: ``"module:attr"`` of the backend class; imported only when used, so
+            listing plugins never imports a framework.
+        requires: importable top-level modules the backend needs (checked without
+            importing them).
+        install_hint: what to install when they are missing.
+        capabilities: e.g. ``{"cpu", "cuda", "cudnn", "half", "float64"}``.
+        description: one line.
+    """
+
+    name: str
+    factory: str
+    requires: Sequence[str] = ()
+    install_hint: str = ""
+    capabilities: frozenset = frozenset({"cpu"})
+    description: str = ""
+
+    def missing(self) -> list:
+        """Required modules that cannot be found, without importing any of them."""
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+    def load(self):
+        """Import and return the backend class."""
+        module, _, attr = self.factory.partition(":")
+        return getattr(importlib.import_module(module), attr)
