@@ -27,6 +27,14 @@ class Dataset:
     def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
         raise NotImplementedError
 
+    def stream(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
+        """Batches ``start, start + 1, ...`` of a stream that depends only on ``seed``.
+
+        Batch ``k`` can be found without replaying the ones before it, so a resumed run reads
+        exactly the batches the uninterrupted run would have read.
+        """
+        raise NotImplementedError
+
     def __len__(self) -> int:
         raise NotImplementedError
 
@@ -64,8 +72,24 @@ class ArrayDataset(Dataset):
             order = rng.permutation(n)
             for start in range(0, n - batch_size + 1, batch_size):
                 idx = order[start:start + batch_size]
-                y = None if self.labels is None else self.labels[idx].astype(np.int64)
-                yield self.convert(self.x[idx]), y
+                yield self._take(idx)
+
+    def _take(self, idx) -> Batch:
+        y = None if self.labels is None else self.labels[idx].astype(np.int64)
+        return self.convert(self.x[idx]), y
+
+    def stream(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
+        n = len(self.x)
+        if batch_size > n:
+            raise ValueError(f"batch size {batch_size} exceeds the {n} samples of {self.name!r}")
+        per_epoch = n // batch_size
+        k = start
+        while True:
+            epoch, offset = divmod(k, per_epoch)
+            order = np.random.default_rng([seed, epoch]).permutation(n)
+            for j in range(offset, per_epoch):
+                yield self._take(order[j * batch_size:(j + 1) * batch_size])
+            k = (epoch + 1) * per_epoch
 
 
 @dataclass
@@ -88,6 +112,12 @@ class SamplerDataset(Dataset):
     def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
         while True:
             yield self.sample(rng, batch_size).astype(np.float32), None
+
+    def stream(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
+        k = start
+        while True:
+            yield self.sample(np.random.default_rng([seed, k]), batch_size).astype(np.float32), None
+            k += 1
 
 
 class Prefetcher:

@@ -1,0 +1,127 @@
+"""Training settings: one dataclass, one short comment per field (the CLI is generated from it).
+
+Flag names and meanings follow seed 000's ``args.py`` (``-c/--context``, ``-d/--device-id``,
+``-t/--type-config``, ``-b``, ``-i``, ``--n-critic``, ``--lambda`` ...); the defaults are the
+WGAN-GP paper's: Adam with lr 1e-4 and betas (0.5, 0.9) as in seed 000, lambda 10, five
+critic steps per generator step. ``--config FILE.toml`` takes the same names (dashes or
+underscores); flags given on the command line override the file.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from typing import Optional
+
+from .errors import WganxError
+
+
+@dataclass
+class TrainConfig:
+    # -- where and how to compute (seed 000's flags) --
+    backend: str = field(default_factory=lambda: os.environ.get("WGANX_BACKEND", "torch"),
+                         metadata={"help": "torch, tensorflow or nnabla (default $WGANX_BACKEND or torch)"})
+    context: str = field(default="cpu", metadata={"help": "cpu, cuda or cudnn (NNabla's extension contexts)",
+                                                   "flags": ("-c",), "choices": ("cpu", "cuda", "cudnn")})
+    device_id: int = field(default=0, metadata={"help": "GPU index", "flags": ("-d",)})
+    type_config: str = field(default="float", metadata={"help": "float, or half for mixed precision",
+                                                         "flags": ("-t",), "choices": ("float", "half")})
+    # -- the model --
+    arch: str = field(default="nnabla-cifar", metadata={"help": "architecture plugin"})
+    up: str = field(default="nearest", metadata={"help": "upsampler of generators built from upsampling blocks"})
+    maps: int = field(default=128, metadata={"help": "width: feature maps (conv) or units (mlp)"})
+    latent: int = field(default=128, metadata={"help": "size of the latent vector z"})
+    image_size: int = field(default=32, metadata={"help": "height and width of generated images"})
+    critic_norm: str = field(default="none", metadata={"help": "resnet critic normalisation: none or layer",
+                                                        "choices": ("none", "layer")})
+    conditional: bool = field(default=False, metadata={"help": "class-conditional G and D (WCGAN, seed 001)"})
+    # -- the objective --
+    loss: str = field(default="wasserstein", metadata={"help": "wasserstein or nonsaturating (seed 002's GAN)"})
+    regularizer: str = field(default="gp", metadata={"help": "gp, lp, clip, none, gp0, r1, dragan, ..."})
+    lambda_: Optional[float] = field(default=None, metadata={
+        "help": "penalty weight (default: the regularizer's, 10 for gp)", "flags": ("--lambda",)})
+    allow_critic_batch_norm: bool = field(default=False, metadata={
+        "help": "permit a batch-norm critic with an input-gradient penalty (not recommended)"})
+    # -- optimisation --
+    batch_size: int = field(default=64, metadata={"help": "batch size", "flags": ("-b",)})
+    max_iter: int = field(default=100000, metadata={"help": "generator iterations", "flags": ("-i",)})
+    n_critic: int = field(default=5, metadata={"help": "critic steps per generator step"})
+    critic_schedule: str = field(default="constant", metadata={
+        "help": "constant, or wgan: 100 critic steps for the first 25 and every 500th iteration",
+        "choices": ("constant", "wgan")})
+    optimizer: str = field(default="adam", metadata={"help": "adam, or rmsprop (original WGAN)",
+                                                      "choices": ("adam", "rmsprop")})
+    lrg: float = field(default=1e-4, metadata={"help": "generator learning rate"})
+    lrd: float = field(default=1e-4, metadata={"help": "critic learning rate"})
+    beta1: float = field(default=0.5, metadata={"help": "Adam beta1 (seed 000: 0.5; the paper also uses 0.0)"})
+    beta2: float = field(default=0.9, metadata={"help": "Adam beta2"})
+    recipe: str = field(default="wgan-gp", metadata={
+        "help": "wgan-gp, or wgan: seed 004's original WGAN (clip 0.01, RMSProp lr 5e-5, wgan critic schedule)",
+        "choices": ("wgan-gp", "wgan")})
+    # -- data and randomness --
+    dataset: str = field(default="cifar10", metadata={"help": "dataset plugin"})
+    data_dir: Optional[str] = field(default=None, metadata={"help": "folder holding the dataset's files"})
+    download: bool = field(default=True, metadata={"help": "download a missing dataset (--no-download: never)"})
+    seed: int = field(default=0, metadata={"help": "seed of every random number the core draws"})
+    # -- output --
+    monitor_path: str = field(default="./result/example_0", metadata={"help": "folder for everything written"})
+    save_interval: int = field(default=1000, metadata={"help": "iterations between checkpoints and samples"})
+    log_interval: int = field(default=10, metadata={"help": "iterations between loss rows (and device syncs)"})
+    num_samples: int = field(default=64, metadata={"help": "images per sample tile"})
+    keep_checkpoints: int = field(default=0, metadata={"help": "keep only the newest N checkpoints (0: all)"})
+    tensorboard: bool = field(default=False, metadata={"help": "also write TensorBoard event files"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar (--no-progress: off)"})
+    resume: Optional[str] = field(default=None, metadata={
+        "help": "continue from a checkpoint: a path, or 'latest' in --monitor-path", "nargs": "?",
+        "const": "latest"})
+
+    def apply_recipe(self, explicit: set) -> "TrainConfig":
+        """Seed 004's original WGAN, for every setting the user did not give explicitly."""
+        if self.recipe == "wgan":
+            for name, value in (("regularizer", "clip"), ("optimizer", "rmsprop"), ("lrg", 5e-5),
+                                ("lrd", 5e-5), ("critic_schedule", "wgan")):
+                if name not in explicit:
+                    setattr(self, name, value)
+        return self
+
+    def validate(self) -> "TrainConfig":
+        for name in ("batch_size", "max_iter", "n_critic", "save_interval", "log_interval", "maps",
+                     "latent", "image_size", "num_samples"):
+            if getattr(self, name) < 1:
+                raise WganxError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("lrg", "lrd"):
+            if getattr(self, name) < 0:
+                raise WganxError(f"--{name} must not be negative, got {getattr(self, name)}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise WganxError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.lambda_ is not None and self.lambda_ < 0:
+            raise WganxError(f"--lambda must not be negative, got {self.lambda_}")
+        return self
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_toml(path: str) -> dict:
+    """Keys of a TOML file as TrainConfig field names; unknown keys are an error."""
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise WganxError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise WganxError(f"config file {path} is not valid TOML: {exc}") from None
+    known = {f.name for f in fields(TrainConfig)}
+    out = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        name = "lambda_" if name == "lambda" else name
+        if name not in known:
+            raise WganxError(f"config file {path}: unknown key {key!r}; choose from: "
+                             + ", ".join(sorted(k.rstrip('_').replace('_', '-') for k in known)))
+        out[name] = value
+    return out

@@ -1,0 +1,69 @@
+"""Sampling from a checkpoint, on any backend (checkpoints are backend-neutral)."""
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from . import checkpoint, monitor
+from .build import load_backend
+from .config import TrainConfig
+from .errors import WganxError
+from .plugins import registry as default_registry
+from .training import build_program, expected_shapes
+
+
+def load_session(path, backend: Optional[str] = None, context: str = "cpu", device_id: int = 0,
+                 batch_size: Optional[int] = None, reg=None):
+    """``(session, program, meta)`` for a checkpoint, compiled on ``backend``
+    (default: the backend that wrote it)."""
+    reg = reg or default_registry()
+    arrays, meta = checkpoint.load(path)
+    known = {f.name for f in fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in meta["config"].items() if k in known})
+    config = replace(config, backend=backend or meta.get("backend", config.backend), context=context,
+                     device_id=device_id, type_config="float", batch_size=batch_size or config.batch_size,
+                     allow_critic_batch_norm=True)
+    program = build_program(config, tuple(meta["sample_shape"]), meta["data_kind"], meta["num_classes"], reg)
+    checkpoint.check_compatible(arrays, expected_shapes(program), path)
+    session = load_backend(config.backend, context, device_id, "float", reg).compile(program)
+    session.set_state(arrays)
+    return session, program, meta
+
+
+def generate(model_load_path, monitor_path, *, backend=None, context="cpu", device_id=0, batch_size=64,
+             num_images=64, fmt=("png", "npz"), seed=0, reg=None) -> dict:
+    """Write ``generated.png`` and/or ``samples.npz`` (``images`` (N, C, H, W) float32 in
+    [-1, 1], or ``points`` (N, 2)) into ``monitor_path``."""
+    if batch_size < 1 or num_images < 1:
+        raise WganxError("--batch-size and --num-images must be at least 1")
+    session, program, meta = load_session(model_load_path, backend, context, device_id, batch_size, reg)
+    rng = np.random.default_rng(seed)
+    chunks, labels_all = [], []
+    for start in range(0, num_images, batch_size):
+        n = min(batch_size, num_images - start)
+        z = rng.standard_normal((n, program.latent)).astype(np.float32)
+        labels = rng.integers(0, program.num_classes, n).astype(np.int64) if program.num_classes else None
+        chunks.append(session.generate(z, labels))
+        if labels is not None:
+            labels_all.append(labels)
+    samples = np.concatenate(chunks).astype(np.float32)
+    out = Path(monitor_path)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    key = "points" if meta["data_kind"] == "points" else "images"
+    if "npz" in fmt:
+        extra = {"labels": np.concatenate(labels_all)} if labels_all else {}
+        path = out / "samples.npz"
+        checkpoint.atomic_write(path, lambda tmp: np.savez(open(tmp, "wb"), **{key: samples}, **extra))
+        written["npz"] = str(path)
+    if "png" in fmt:
+        path = out / "generated.png"
+        if key == "images":
+            monitor.save_png(monitor.tile(samples), path)
+        else:
+            monitor.plot_points(samples, samples, session.critic_values, path, title="generated")
+        written["png"] = str(path)
+    return {"samples": samples, "written": written, "iteration": meta["iteration"]}

@@ -1,0 +1,159 @@
+"""What lands in ``--monitor-path``: the loss table and plot, image tiles, the progress GIF,
+the 2-D critic landscape, and optional TensorBoard events."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .checkpoint import atomic_write
+
+LOSS_COLUMNS = ("iteration", "critic_loss", "generator_loss", "penalty", "negative_critic_loss",
+                "wasserstein_estimate", "elapsed_s")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """NCHW in [-1, 1] -> NHWC uint8 (seed 000's ``denormalize``)."""
+    x = np.clip((np.asarray(images, np.float32) + 1.0) * 127.5, 0, 255).round().astype(np.uint8)
+    return x.transpose(0, 2, 3, 1)
+
+
+def tile(images: np.ndarray, columns: Optional[int] = None) -> np.ndarray:
+    """A grid of NCHW images in [-1, 1] as one HWC (or HW) uint8 array, 1-pixel gutters."""
+    x = to_uint8(images)
+    n, h, w, c = x.shape
+    cols = columns or int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / cols))
+    grid = np.zeros((rows * (h + 1) + 1, cols * (w + 1) + 1, c), np.uint8)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = x[i]
+    return grid[..., 0] if c == 1 else grid
+
+
+def save_png(array: np.ndarray, path: Path, scale: int = 1) -> Path:
+    from PIL import Image
+
+    img = Image.fromarray(array)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    atomic_write(Path(path), lambda tmp: img.save(tmp, format="PNG"))
+    return Path(path)
+
+
+def save_gif(frames: List[Path], path: Path, ms_per_frame: int = 200) -> None:
+    """The fixed latent batch evolving over training (seed 002's animation)."""
+    from PIL import Image
+
+    if not frames:
+        return
+    images = [Image.open(f).convert("RGB") for f in frames]
+    atomic_write(Path(path), lambda tmp: images[0].save(
+        tmp, format="GIF", save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0))
+
+
+class LossLog:
+    """``losses.csv`` (appended row by row, survives a crash) and ``losses.png``."""
+
+    def __init__(self, folder: Path, resume_from: Optional[int] = None):
+        self.path = Path(folder) / "losses.csv"
+        self.rows: List[Dict[str, float]] = []
+        if resume_from is not None and self.path.exists():
+            with open(self.path, newline="") as f:
+                self.rows = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)
+                             if int(float(r["iteration"])) <= resume_from]
+        self._rewrite()
+
+    def _rewrite(self):
+        def write(tmp):
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, LOSS_COLUMNS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(self.rows)
+        atomic_write(self.path, write)
+
+    def add(self, row: Dict[str, float]) -> None:
+        self.rows.append(row)
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, LOSS_COLUMNS, extrasaction="ignore").writerow(row)
+
+    def plot(self, path: Optional[Path] = None) -> Optional[Path]:
+        """Negative critic loss (Wasserstein estimate) and generator loss, as seed 000 plots."""
+        if not self.rows:
+            return None
+        plt = _pyplot()
+        it = [r["iteration"] for r in self.rows]
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+        axes[0].plot(it, [r["negative_critic_loss"] for r in self.rows], lw=1, label="negative critic loss")
+        if any("wasserstein_estimate" in r for r in self.rows):
+            axes[0].plot(it, [r.get("wasserstein_estimate", np.nan) for r in self.rows], lw=1, alpha=0.7,
+                         label="E[D(real)] - E[D(fake)]")
+        axes[0].set_title("Negative critic loss")
+        axes[0].legend(fontsize=8)
+        axes[1].plot(it, [r["generator_loss"] for r in self.rows], lw=1, color="tab:orange")
+        axes[1].set_title("Generator loss")
+        for ax in axes:
+            ax.set_xlabel("generator iteration")
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = Path(path or self.path.with_suffix(".png"))
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+        plt.close(fig)
+        return path
+
+
+def plot_points(fake: np.ndarray, real: np.ndarray, critic_grid, path: Path, title: str = "") -> Path:
+    """Generated over real points, the critic's value as a contour (WGAN-GP paper, figure 1)."""
+    plt = _pyplot()
+    lim = float(max(np.abs(real).max(), 1.0) * 1.3)
+    ticks = np.linspace(-lim, lim, 64)
+    gx, gy = np.meshgrid(ticks, ticks)
+    grid = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
+    values = critic_grid(grid).reshape(gx.shape)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.contourf(gx, gy, values, levels=20, cmap="viridis", alpha=0.8)
+    ax.scatter(real[:, 0], real[:, 1], s=3, c="orange", label="real")
+    ax.scatter(fake[:, 0], fake[:, 1], s=3, c="white", edgecolors="none", label="generated")
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=80))
+    plt.close(fig)
+    return Path(path)
+
+
+class TensorBoard:
+    """Scalar summaries as TensorBoard event files (``--tensorboard``)."""
+
+    def __init__(self, folder: Path):
+        try:
+            from tensorboard.summary.writer.event_file_writer import EventFileWriter
+            from tensorboard.compat.proto.summary_pb2 import Summary
+            from tensorboard.compat.proto.event_pb2 import Event
+        except ImportError:
+            from .errors import WganxError
+            raise WganxError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+        self._writer = EventFileWriter(str(Path(folder) / "tensorboard"))
+        self._Summary, self._Event = Summary, Event
+
+    def add(self, iteration: int, values: Dict[str, float]) -> None:
+        summary = self._Summary(value=[self._Summary.Value(tag=k, simple_value=float(v))
+                                       for k, v in values.items()])
+        self._writer.add_event(self._Event(step=int(iteration), summary=summary))
+
+    def close(self) -> None:
+        self._writer.close()

@@ -1,0 +1,274 @@
+"""The cross-backend parity matrix: same weights, same inputs, same numbers.
+
+For every pair (reference backend, other backend) and every case — each architecture at a
+small shape, each upsampler, each regularizer, each loss, a class-conditional model — it
+compares, in float32:
+
+* the critic's and the generator's objective scalars (loss, penalty, Wasserstein estimate):
+  ``|a - b| <= 1e-4 * |b| + 1e-6``;
+* the gradient of each objective by every parameter of the stepped network, normwise:
+  ``max|a - b| <= 1e-4 * max|b| + 1e-7``;
+* the whole state after a short Adam trajectory (3 critic steps, 1 generator step,
+  2 critic steps, 1 generator step, the same batches and noise from the core):
+  ``max|a - b| <= 1e-4 * max|b| + 1e-5`` per tensor; 1e-5 is a tenth of one Adam step at
+  the default learning rate, so a single diverging update fails it.
+
+And against mathematics, on every backend alone: a linear critic ``D(x) = w.x + b`` has
+gradient penalty exactly ``(|w| - 1)^2``.
+
+Plugins from third-party distributions are covered automatically: the matrix is built from
+whatever the registry holds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .build import initial_arrays, load_backend, make_program, step_inputs
+from .errors import WganxError
+from .plugins import Registry, registry as default_registry
+from .records import ArchConfig, Architecture, Network, ParamSpec
+
+SCALAR_RTOL, SCALAR_ATOL = 1e-4, 1e-6
+GRAD_RTOL, GRAD_ATOL = 1e-4, 1e-7
+STATE_RTOL, STATE_ATOL = 1e-4, 1e-5
+TRAJECTORY = ("critic", "critic", "critic", "generator", "critic", "critic", "generator")
+BATCH = 4
+
+
+@dataclass(frozen=True)
+class Case:
+    """One model configuration of the matrix."""
+
+    arch: str
+    regularizer: str = "gp"
+    loss: str = "wasserstein"
+    up: Optional[str] = None
+    data_kind: str = "image"
+    num_classes: int = 0
+    critic_norm: str = "none"
+
+    @property
+    def label(self) -> str:
+        parts = [self.arch + (f"[{self.up}]" if self.up else ""), self.regularizer, self.loss]
+        if self.data_kind != "image":
+            parts.append(self.data_kind)
+        if self.num_classes:
+            parts.append(f"{self.num_classes} classes")
+        if self.critic_norm != "none":
+            parts.append(f"{self.critic_norm} norm")
+        return "/".join(parts)
+
+    def arch_config(self, registry: Registry) -> ArchConfig:
+        up = registry.get("upsampler", self.up) if self.up else None
+        if self.data_kind == "points":
+            return ArchConfig(latent=4, maps=16, data_kind="points", data_dim=2,
+                              num_classes=self.num_classes)
+        return ArchConfig(image_size=32, channels=3, latent=8, maps=4, up=up,
+                          num_classes=self.num_classes, critic_norm=self.critic_norm)
+
+
+@dataclass
+class Check:
+    """One comparison: what, between which backends, the error and its bound."""
+
+    case: str
+    quantity: str
+    backend: str
+    reference: str
+    error: float
+    bound: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(np.isfinite(self.error) and self.error <= self.bound)
+
+    def as_dict(self) -> dict:
+        return {"case": self.case, "quantity": self.quantity, "backend": self.backend,
+                "reference": self.reference, "error": float(self.error),
+                "bound": float(self.bound), "passed": self.passed}
+
+
+@dataclass
+class Report:
+    backends: List[str]
+    checks: List[Check] = field(default_factory=list)
+    skipped: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def as_dict(self) -> dict:
+        return {"passed": self.passed, "backends": self.backends,
+                "skipped": self.skipped, "cases": [c.as_dict() for c in self.checks]}
+
+
+def default_cases(registry: Registry) -> List[Case]:
+    """Each architecture, upsampler, regularizer and loss at least once, at small shapes."""
+    cases: List[Case] = []
+    archs = {name: registry.get("architecture", name) for name in registry.names("architecture")}
+    up_archs = [n for n, a in archs.items() if a.uses_upsampler]
+    ups = registry.names("upsampler")
+    base = "nnabla-cifar" if "nnabla-cifar" in archs else next(iter(archs))
+    for name, spec in archs.items():
+        for kind in spec.data_kinds:
+            up = ups[0] if spec.uses_upsampler and ups else None
+            cases.append(Case(name, up=("nearest" if up and "nearest" in ups else up), data_kind=kind))
+    if "resnet" in archs:
+        cases.append(Case("resnet", up="nearest", critic_norm="layer"))
+    for up in ups:
+        for arch in up_archs[:1]:
+            cases.append(Case(arch, up=up))
+    base_up = "nearest" if archs[base].uses_upsampler else None
+    for reg_name in registry.names("regularizer"):
+        cases.append(Case(base, regularizer=reg_name, up=base_up))
+    for loss in registry.names("loss"):
+        cases.append(Case(base, loss=loss, up=base_up, regularizer="none"))
+    cases.append(Case(base, up=base_up, num_classes=3))
+    unique, seen = [], set()
+    for c in cases:
+        if c not in seen:
+            seen.add(c)
+            unique.append(c)
+    return unique
+
+
+def _relative(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> tuple:
+    """``(max|a - b|, allowed)`` so the check reads error <= bound."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        return float("inf"), 0.0
+    return float(np.max(np.abs(a - b), initial=0.0)), atol + rtol * float(np.max(np.abs(b), initial=0.0))
+
+
+def _data(program, rng):
+    shape = (BATCH,) + tuple(program.arch.sample_shape)
+    real = rng.uniform(-1, 1, shape).astype(np.float32)
+    labels = rng.integers(0, max(program.num_classes, 1), BATCH).astype(np.int64)
+    return real, labels
+
+
+def run_case(case: Case, sessions: Dict[str, object], program) -> List[Check]:
+    """Compare every backend's session with the first one on ``case``."""
+    names = list(sessions)
+    ref = names[0]
+    checks: List[Check] = []
+    init = initial_arrays(program, np.random.default_rng(1234))
+    for s in sessions.values():
+        s.set_state(init)
+    # 1. objectives and gradients, no update
+    rng = np.random.default_rng(99)
+    real, labels = _data(program, rng)
+    inputs = {"critic": step_inputs(program, "critic", rng, real, labels),
+              "generator": step_inputs(program, "generator", rng)}
+    results = {n: {step: s.gradients(step, inputs[step]) for step in inputs} for n, s in sessions.items()}
+    for name in names[1:]:
+        for step in inputs:
+            ref_scalars, ref_grads = results[ref][step]
+            scalars, grads = results[name][step]
+            for key, value in ref_scalars.items():
+                err = abs(scalars.get(key, np.nan) - value)
+                checks.append(Check(case.label, f"{step} {key}", name, ref, err,
+                                    SCALAR_ATOL + SCALAR_RTOL * abs(value)))
+            worst = max((_relative(grads[k], v, GRAD_ATOL, GRAD_RTOL) if k in grads else (np.inf, 0.0)
+                         for k, v in ref_grads.items()), key=lambda eb: eb[0] - eb[1])
+            checks.append(Check(case.label, f"{step} gradients ({len(ref_grads)} params)",
+                                name, ref, *worst))
+    # 2. a short trajectory
+    states = {}
+    for n, s in sessions.items():
+        s.set_state(init)
+        rng = np.random.default_rng(7)
+        for step in TRAJECTORY:
+            real, labels = _data(program, rng)
+            s.critic_step(step_inputs(program, "critic", rng, real, labels)) if step == "critic" \
+                else s.generator_step(step_inputs(program, "generator", rng))
+        states[n] = s.get_state()
+    for name in names[1:]:
+        worst = max((_relative(states[name].get(k, np.full(np.shape(v), np.nan)), v, STATE_ATOL, STATE_RTOL)
+                     for k, v in states[ref].items()), key=lambda eb: eb[0] - eb[1])
+        checks.append(Check(case.label, f"state after {len(TRAJECTORY)} Adam steps", name, ref, *worst))
+    return checks
+
+
+# -- against mathematics -----------------------------------------------------------------------
+def linear_architecture(dim: int = 6) -> Architecture:
+    """``D(x) = w.x + b`` and a linear generator: the penalty is exactly ``(|w| - 1)^2``."""
+    def gen(ops, p, z, *, training, labels=None):
+        return ops.affine(z, p["W"], p["b"])
+
+    def critic(ops, p, x, *, training, labels=None):
+        return ops.affine(x, p["W"], p["b"])
+
+    g = {"W": ParamSpec((dim, dim), fan_in=dim, fan_out=dim), "b": ParamSpec((dim,), "zeros")}
+    d = {"W": ParamSpec((dim, 1), fan_in=dim, fan_out=1), "b": ParamSpec((1,), "normal", std=1.0)}
+    return Architecture(Network(g, gen), Network(d, critic), (dim,))
+
+
+def linear_penalty_checks(backend_name: str, session_factory, registry: Registry) -> List[Check]:
+    arch = linear_architecture()
+    program = make_program(arch="mlp", regularizer="gp", arch_config=ArchConfig(data_kind="points", latent=6),
+                           batch_size=BATCH, reg=registry)
+    program = replace(program, arch=arch, latent=6)
+    session = session_factory(program)
+    checks = []
+    for seed, scale in ((0, 1.0), (1, 0.2), (2, 3.0)):
+        rng = np.random.default_rng(seed)
+        arrays = initial_arrays(program, rng)
+        arrays["critic/W"] = arrays["critic/W"] * np.float32(scale)
+        session.set_state(arrays)
+        real = rng.standard_normal((BATCH, 6)).astype(np.float32)
+        scalars, _ = session.gradients("critic", step_inputs(program, "critic", rng, real))
+        w = arrays["critic/W"].astype(np.float64)
+        exact = (np.linalg.norm(w) - 1.0) ** 2
+        checks.append(Check(f"linear critic |w|={np.linalg.norm(w):.3f}", "gp = (|w| - 1)^2",
+                            backend_name, "mathematics", abs(scalars["penalty"] - exact),
+                            SCALAR_ATOL + SCALAR_RTOL * exact))
+    return checks
+
+
+def run(backends: Sequence[str] = (), cases: Optional[Sequence[Case]] = None,
+        registry: Optional[Registry] = None, progress=None) -> Report:
+    """Run the matrix on ``backends`` (default: every available one)."""
+    reg = registry or default_registry()
+    if not backends:
+        backends = [e.name for e in reg.entries("backend") if e.availability()[0]]
+    if not backends:
+        raise WganxError("no backend is available; install one: pip install wganx[torch]")
+    loaded = {name: load_backend(name, reg=reg) for name in backends}
+    report = Report(list(backends))
+    for name, backend in loaded.items():
+        report.checks += linear_penalty_checks(name, backend.compile, reg)
+    for case in (default_cases(reg) if cases is None else cases):
+        try:
+            program = make_program(arch=case.arch, regularizer=case.regularizer, loss=case.loss,
+                                   arch_config=case.arch_config(reg), batch_size=BATCH, reg=reg)
+        except WganxError as exc:  # e.g. a plugin architecture that refuses the small shape
+            report.skipped[case.label] = str(exc)
+            continue
+        if progress:
+            progress(case.label)
+        sessions = {name: backend.compile(program) for name, backend in loaded.items()}
+        if len(sessions) > 1:
+            report.checks += run_case(case, sessions, program)
+    return report
+
+
+def format_table(report: Report) -> str:
+    rows = [("case", "quantity", "backend vs reference", "error", "bound", "")]
+    for c in report.checks:
+        rows.append((c.case, c.quantity, f"{c.backend} vs {c.reference}", f"{c.error:.2e}",
+                     f"{c.bound:.2e}", "ok" if c.passed else "MISMATCH"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    failed = sum(not c.passed for c in report.checks)
+    lines.append("")
+    lines.append(f"backends: {', '.join(report.backends)}; {len(report.checks)} checks, {failed} mismatches"
+                 + ("" if len(report.backends) > 1 else " (one backend: only checks against mathematics)"))
+    for label, why in report.skipped.items():
+        lines.append(f"skipped {label}: {why}")
+    return "\n".join(lines)
