@@ -72,8 +72,8 @@ class LossLog:
         self.rows: List[Dict[str, float]] = []
         if resume_from is not None and self.path.exists():
             with open(self.path, newline="") as f:
-                self.rows = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)
-                             if int(float(r["iteration"])) <= resume_from]
+                self.rows = [{k: int(v) if k == "iteration" else float(v) for k, v in r.items() if v != ""}
+                             for r in csv.DictReader(f) if int(r["iteration"]) <= resume_from]
         self._rewrite()
 
     def _rewrite(self):

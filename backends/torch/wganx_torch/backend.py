@@ -295,19 +295,23 @@ class TorchSession(Session):
                 {n: g.detach().cpu().numpy() for n, g in zip(self.trainable[step], grads)})
 
     # -- inference --------------------------------------------------------------------------
+    def _numpy(self, t):
+        """Outputs in the session's dtype (float64 for ``-t double``), float32 otherwise."""
+        return t.detach().to(self.dtype).cpu().numpy()
+
     @torch.no_grad()
     def generate(self, z, labels=None):
         inputs = self._inputs({"z": z} if labels is None else {"z": z, "labels": labels})
         x = self.program.arch.generator.forward(self.ops, self.pg, inputs["z"], training=False,
                                                 labels=inputs.get("labels"))
-        return x.float().cpu().numpy()
+        return self._numpy(x)
 
     @torch.no_grad()
     def critic_values(self, x, labels=None):
         inputs = self._inputs({"x": x} if labels is None else {"x": x, "labels": labels})
         y = self.program.arch.critic.forward(self.ops, self.pd, inputs["x"], training=False,
                                              labels=inputs.get("labels"))
-        return y.float().cpu().numpy()
+        return self._numpy(y)
 
     def input_gradient(self, x, labels=None):
         inputs = self._inputs({"x": x} if labels is None else {"x": x, "labels": labels})
@@ -315,4 +319,4 @@ class TorchSession(Session):
         _, g = self.ops.input_grad(
             lambda v: critic.forward(self.ops, self.pd, v, training=False, labels=inputs.get("labels")),
             inputs["x"])
-        return g.detach().cpu().numpy()
+        return self._numpy(g)

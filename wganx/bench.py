@@ -1,0 +1,538 @@
+"""``wganx bench``: generator iterations per second of wganx against plain hand-written loops.
+
+For every backend and configuration the harness runs, each in its own subprocess (so the
+peak resident memory is that run's alone) and interleaved round by round (so a change in
+the machine's load hits every variant alike):
+
+* ``wganx``: the :class:`wganx.backend.Session` API fed as the training loop feeds it,
+  ``session.critic_step(step_inputs(...))`` ``n_critic`` times, then
+  ``session.generator_step(step_inputs(...))``; real batches from a pool made beforehand.
+* ``plain``: the hand-written loop of ``benchmarks/reference/<framework>_loop.py`` (the
+  way the seeds write it), real batches from the same kind of pool.
+* ``trainer``: the full :class:`wganx.training.Trainer` loop (data prefetch thread, loss
+  logging every 10 iterations, progress bar) on an in-memory synthetic dataset (images) or
+  ``8gaussians`` (toy); checkpoints and sample tiles are left out of the timed windows.
+
+Each subprocess runs warm-up iterations (excluded), then ``windows`` timed windows of
+``iters`` generator iterations, each ending with a device sync. A variant's figure is the
+median over all its windows and rounds, with min, max and the windows listed. ``ratio`` is
+wganx / plain. The penalty's cost is the time of one critic step with ``gp`` against one
+with ``none``, for wganx and for the plain loop.
+
+``python benchmarks/speed.py`` runs the same code as ``wganx bench``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+POOL = 8  # distinct real batches cycled through
+RESULT_TAG = "WGANX_BENCH_RESULT "
+FRAMEWORK_OF = {"torch": "torch", "tensorflow": "tensorflow", "nnabla": "nnabla"}
+
+# name -> sizes; "iters" is the default window length (generator iterations).
+CONFIGS: Dict[str, dict] = {
+    "cifar-m16": dict(arch="nnabla-cifar", data="image", image_size=32, channels=3, maps=16, latent=128,
+                      batch_size=64, n_critic=5, iters=4, description="seed 000 arch, 32x32, maps 16, batch 64"),
+    "cifar-m64": dict(arch="nnabla-cifar", data="image", image_size=32, channels=3, maps=64, latent=128,
+                      batch_size=64, n_critic=5, iters=2, description="seed 000 arch, 32x32, maps 64, batch 64"),
+    "cifar-m128": dict(arch="nnabla-cifar", data="image", image_size=32, channels=3, maps=128, latent=128,
+                       batch_size=64, n_critic=5, iters=20, gpu_only=True,
+                       description="seed 000 arch, 32x32, maps 128, batch 64 (GPU)"),
+    "toy-mlp": dict(arch="mlp", data="points", data_dim=2, maps=512, latent=128, batch_size=256, n_critic=5,
+                    iters=20, description="WGAN-GP toy: 3x512 ReLU MLPs, 2-D data, batch 256"),
+    "dcgan64": dict(arch="dcgan", data="image", image_size=64, channels=3, maps=64, latent=128,
+                    batch_size=64, n_critic=5, iters=10, gpu_only=True,
+                    description="seed 001 DCGAN, 64x64, maps 64, batch 64 (GPU)"),
+}
+QUICK = {  # tiny sizes for tests: the harness runs end to end in seconds
+    "cifar-m16": dict(maps=2, batch_size=4, latent=8, n_critic=2, iters=1),
+    "cifar-m64": dict(maps=2, batch_size=4, latent=8, n_critic=2, iters=1),
+    "cifar-m128": dict(maps=2, batch_size=4, latent=8, n_critic=2, iters=1),
+    "toy-mlp": dict(maps=8, batch_size=8, latent=4, n_critic=2, iters=1),
+    "dcgan64": dict(image_size=16, maps=2, batch_size=4, latent=8, n_critic=2, iters=1),
+}
+CPU_DEFAULT = ("cifar-m16", "cifar-m64", "toy-mlp")
+GPU_DEFAULT = ("cifar-m16", "cifar-m128", "toy-mlp", "dcgan64")
+VARIANTS = ("wganx", "plain", "trainer")
+
+
+def reference_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "benchmarks" / "reference"
+
+
+def _reference_module(backend: str):
+    path = reference_dir() / f"{FRAMEWORK_OF.get(backend, backend)}_loop.py"
+    if not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location(f"wganx_bench_ref_{backend}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- the runners a worker times ------------------------------------------------------------------
+class WganxRunner:
+    """The Session API, fed like the training loop feeds it."""
+
+    def __init__(self, spec, backend_name, regularizer="gp"):
+        from .build import initial_arrays, load_backend, make_program
+        from .plugins import registry
+        from .records import ArchConfig
+
+        reg = registry()
+        image = spec["data"] == "image"
+        arch_config = ArchConfig(
+            image_size=spec.get("image_size", 32), channels=spec.get("channels", 3) if image else 0,
+            latent=spec["latent"], maps=spec["maps"],
+            up=reg.get("upsampler", "nearest") if reg.get("architecture", spec["arch"]).uses_upsampler else None,
+            data_kind=spec["data"], data_dim=spec.get("data_dim", 2))
+        self.program = make_program(arch=spec["arch"], regularizer=regularizer, arch_config=arch_config,
+                                    batch_size=spec["batch_size"], reg=reg)
+        self.backend = load_backend(backend_name, spec["context"], spec["device_id"], spec["type_config"], reg)
+        self.session = self.backend.compile(self.program, seed=0)
+        self.session.set_state(initial_arrays(self.program, np.random.default_rng([0, 2])))
+        self.rng = np.random.default_rng(0)
+        shape = (spec["batch_size"],) + tuple(self.program.arch.sample_shape)
+        self.pool = [self.rng.uniform(-1, 1, shape).astype(np.float32) for _ in range(POOL)]
+        self.n_critic, self.k, self.last = spec["n_critic"], 0, None
+
+    def critic_step(self):
+        from .build import step_inputs
+
+        real = self.pool[self.k % POOL]
+        self.k += 1
+        self.last = self.session.critic_step(step_inputs(self.program, "critic", self.rng, real))
+
+    def iteration(self):
+        from .build import step_inputs
+
+        for _ in range(self.n_critic):
+            self.critic_step()
+        self.last = self.session.generator_step(step_inputs(self.program, "generator", self.rng))
+
+    def sync(self):
+        if self.last is not None:
+            self.session.fetch(self.last)
+
+
+def _timed_windows(runner, warmup, windows, iters, step="iteration"):
+    fn = getattr(runner, step)
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        fn()
+    runner.sync()
+    warm = time.perf_counter() - t0
+    rates = []
+    for _ in range(windows):
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        runner.sync()
+        rates.append(iters / (time.perf_counter() - t0))
+    return warm, rates
+
+
+def _max_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _device_peak(backend, spec) -> Optional[float]:
+    if spec["context"] == "cpu":
+        return None
+    try:
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.max_memory_allocated(spec["device_id"]) / 2 ** 20
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return tf.config.experimental.get_memory_info(f"GPU:{spec['device_id']}")["peak"] / 2 ** 20
+    except Exception:  # noqa: BLE001 - memory figures are best effort
+        return None
+    return None
+
+
+def _trainer_windows(spec, backend, warmup, windows, iters, dataset_seed=0):
+    """The user's loop: :class:`wganx.training.Trainer` with timestamps at its log calls."""
+    from . import hookimpl
+    from .config import TrainConfig
+    from .data import ArrayDataset
+    from .plugins import Registry
+    from .records import DatasetSpec
+    from .training import Trainer
+
+    image = spec["data"] == "image"
+    n = spec["batch_size"]
+
+    class _Synthetic:
+        @hookimpl
+        def wganx_datasets(self):
+            def load(data_dir, size, download):
+                rng = np.random.default_rng(dataset_seed)
+                x = rng.integers(0, 256, (n * 16, spec["channels"], size, size), dtype=np.uint8)
+                return ArrayDataset(x, name="bench-synthetic")
+            return [DatasetSpec("bench-synthetic", load, "image", "uint8 noise held in memory (bench)")]
+
+    reg = Registry.from_plugins([_Synthetic()])
+    log_every = 10 if iters % 10 == 0 else iters
+    total = warmup + windows * iters
+    if warmup % log_every:
+        warmup = (warmup // log_every + 1) * log_every
+        total = warmup + windows * iters
+    stamps: Dict[int, float] = {}
+    with tempfile.TemporaryDirectory(prefix="wganx-bench-") as folder:
+        config = TrainConfig(
+            backend=backend, context=spec["context"], device_id=spec["device_id"], type_config=spec["type_config"],
+            arch=spec["arch"], maps=spec["maps"], latent=spec["latent"], image_size=spec.get("image_size", 32),
+            batch_size=n, n_critic=spec["n_critic"], max_iter=total, log_interval=log_every,
+            save_interval=10 ** 9, dataset="bench-synthetic" if image else "8gaussians", monitor_path=folder,
+            progress=True, seed=0)
+
+        class _Timed(Trainer):
+            def _log(self, *args, **kwargs):
+                row = super()._log(*args, **kwargs)  # fetches: the device is synced here
+                stamps[int(args[2])] = time.perf_counter()
+                return row
+
+            def save(self, log=None):  # checkpoints and tiles are not the loop's speed
+                return None
+
+        t0 = time.perf_counter()
+        trainer = _Timed(config, reg)
+        setup = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        trainer.run()
+    marks = [warmup + k * iters for k in range(windows + 1)]
+    rates = [iters / (stamps[b] - stamps[a]) for a, b in zip(marks[:-1], marks[1:])]
+    return setup, stamps[warmup] - t0, rates
+
+
+def worker(job: dict) -> dict:
+    """Run one variant of one backend and configuration; called in a fresh process."""
+    spec, backend, variant = job["spec"], job["backend"], job["variant"]
+    out = {"backend": backend, "config": job["config"], "variant": variant, "ok": True}
+    t0 = time.perf_counter()
+    if variant == "trainer":
+        setup, warm, rates = _trainer_windows(spec, backend, job["warmup"], job["windows"], spec["iters"])
+        out.update(setup_s=setup, warmup_s=warm, rates=rates)
+    else:
+        if variant == "wganx":
+            make = lambda reg: WganxRunner(spec, backend, reg)  # noqa: E731
+        else:
+            module = _reference_module(backend)
+            if module is None:
+                raise RuntimeError(f"no plain reference loop for backend {backend!r} in {reference_dir()}")
+            make = lambda reg: module.make_step(dict(spec, regularizer=reg, compile=job.get("compile")))  # noqa: E731
+        runner = make("gp")
+        out["setup_s"] = time.perf_counter() - t0
+        out["warmup_s"], out["rates"] = _timed_windows(runner, job["warmup"], job["windows"], spec["iters"])
+        if job.get("penalty"):
+            steps = max(2, spec["iters"] * spec["n_critic"] // 2)
+            _, gp = _timed_windows(runner, 1, 2, steps, "critic_step")
+            out["rss_mib"] = _max_rss_mib()  # before the second model
+            del runner
+            _, none = _timed_windows(make("none"), 1, 2, steps, "critic_step")
+            out["critic_step_ms"] = {"gp": 1000.0 / max(gp), "none": 1000.0 / max(none)}
+    out.setdefault("rss_mib", _max_rss_mib())
+    out["device_peak_mib"] = _device_peak(backend, spec)
+    return out
+
+
+# -- the orchestrator --------------------------------------------------------------------------
+def _spec_for(name, args) -> dict:
+    spec = dict(CONFIGS[name])
+    if args.quick:
+        spec.update(QUICK[name])
+    if args.iters:
+        spec["iters"] = args.iters
+    spec.update(context=args.context, device_id=args.device_id, type_config=args.type_config)
+    return spec
+
+
+def _available_backends(requested: List[str]) -> List[str]:
+    from .plugins import registry
+
+    reg = registry()
+    names = requested or [e.name for e in reg.entries("backend") if e.availability()[0]]
+    return names
+
+
+def _run_job(job, timeout, in_process=False) -> dict:
+    if in_process:  # tests: no subprocess start-up, but RSS is then the whole process's
+        try:
+            return worker(job)
+        except Exception as exc:  # noqa: BLE001
+            return {"backend": job["backend"], "config": job["config"], "variant": job["variant"], "ok": False,
+                    "error": f"{type(exc).__name__}: {exc}"}
+    cmd = [sys.executable, "-m", "wganx.bench", "--worker", json.dumps(job)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"backend": job["backend"], "config": job["config"], "variant": job["variant"], "ok": False,
+                "error": f"timed out after {timeout} s"}
+    for line in proc.stdout.splitlines()[::-1]:
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {"backend": job["backend"], "config": job["config"], "variant": job["variant"], "ok": False,
+            "error": " | ".join(tail) or f"exit status {proc.returncode}"}
+
+
+def _summary(values):
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def _machine(args) -> dict:
+    info = {"host": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
+            "cpu_count": os.cpu_count(), "processor": platform.processor()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            info["cpu"] = names[0]
+    except OSError:
+        pass
+    if args.context != "cpu":
+        try:
+            import torch
+
+            info["gpu"] = torch.cuda.get_device_name(args.device_id)
+        except Exception:  # noqa: BLE001
+            pass
+    return info
+
+
+def _versions(backends) -> dict:
+    from importlib import metadata
+
+    out = {}
+    for name in ["numpy", "wganx"] + [FRAMEWORK_OF.get(b, b) for b in backends]:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def run(args, progress=print) -> dict:
+    backends = _available_backends(args.backend)
+    gpu = args.context != "cpu"
+    configs = args.config or list(GPU_DEFAULT if gpu else CPU_DEFAULT)
+    for name in configs:
+        if name not in CONFIGS:
+            raise SystemExit(f"wganx bench: unknown config {name!r}; choose from: {', '.join(CONFIGS)}")
+    variants = list(args.variant or VARIANTS)
+    warmup = 1 if args.quick else args.warmup
+    windows = 1 if args.quick else args.windows
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    load_before = os.getloadavg()
+    runs: List[dict] = []
+    for r in range(args.repeats):
+        for backend in backends:
+            for name in configs:
+                spec = _spec_for(name, args)
+                if spec.get("gpu_only") and not gpu and name not in (args.config or []):
+                    continue
+                order = variants[r % len(variants):] + variants[:r % len(variants)]  # rotate per round
+                for variant in order:
+                    job = {"backend": backend, "config": name, "variant": variant, "spec": spec,
+                           "warmup": warmup, "windows": windows, "penalty": args.penalty and variant != "trainer",
+                           "compile": None}
+                    progress(f"[round {r + 1}/{args.repeats}] {backend} {name} {variant} ...")
+                    res = _run_job(job, args.timeout, args.in_process)
+                    res["round"], res["load"] = r, list(os.getloadavg())
+                    runs.append(res)
+                    if not res["ok"]:
+                        progress(f"    failed: {res['error']}")
+                    else:
+                        progress(f"    {statistics.median(res['rates']):.3f} it/s, {res['rss_mib']:.0f} MiB")
+                if args.torch_compile and backend == "torch":
+                    for what in ("generator",):
+                        job = {"backend": backend, "config": name, "variant": f"plain-compile-{what}", "spec": spec,
+                               "warmup": warmup + 1, "windows": windows, "penalty": False, "compile": what}
+                        progress(f"[round {r + 1}/{args.repeats}] {backend} {name} plain+torch.compile({what}) ...")
+                        res = _run_job(dict(job, variant="plain"), args.timeout, args.in_process)
+                        res["variant"], res["round"], res["load"] = job["variant"], r, list(os.getloadavg())
+                        runs.append(res)
+    results = _aggregate(runs)
+    return {"schema": "wganx-bench/1", "started": started,
+            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": _machine(args), "versions": _versions(backends),
+            "settings": {"context": args.context, "device_id": args.device_id, "type_config": args.type_config,
+                         "repeats": args.repeats, "warmup": warmup, "in_process": args.in_process, "windows": windows, "quick": args.quick,
+                         "iters": {n: _spec_for(n, args)["iters"] for n in configs}},
+            "load": {"before": list(load_before), "after": list(os.getloadavg()),
+                     "during": [x["load"][0] for x in runs]},
+            "configs": {n: {k: v for k, v in _spec_for(n, args).items() if k not in ("context", "device_id",
+                                                                                    "type_config")}
+                        for n in configs},
+            "results": results, "runs": runs}
+
+
+def _aggregate(runs) -> List[dict]:
+    keys = []
+    for x in runs:
+        key = (x["backend"], x["config"])
+        if key not in keys:
+            keys.append(key)
+    out = []
+    for backend, config in keys:
+        mine = [x for x in runs if (x["backend"], x["config"]) == (backend, config)]
+        row = {"backend": backend, "config": config, "variants": {}}
+        for variant in sorted({x["variant"] for x in mine}):
+            ok = [x for x in mine if x["variant"] == variant and x["ok"]]
+            errors = [x["error"] for x in mine if x["variant"] == variant and not x["ok"]]
+            rates = [r for x in ok for r in x["rates"]]
+            entry = {"its_per_s": _summary(rates), "rss_mib": max((x["rss_mib"] for x in ok), default=None),
+                     "device_peak_mib": max((x["device_peak_mib"] for x in ok
+                                             if x.get("device_peak_mib") is not None), default=None),
+                     "setup_s": _summary([x["setup_s"] for x in ok]),
+                     "warmup_s": _summary([x["warmup_s"] for x in ok])}
+            steps = [x["critic_step_ms"] for x in ok if "critic_step_ms" in x]
+            if steps:
+                gp = statistics.median(s["gp"] for s in steps)
+                none = statistics.median(s["none"] for s in steps)
+                entry["critic_step_ms"] = {"gp": gp, "none": none, "gp_over_none": gp / none}
+            if errors:
+                entry["errors"] = errors
+            row["variants"][variant] = entry
+        med = {v: e["its_per_s"]["median"] for v, e in row["variants"].items() if e["its_per_s"]}
+        if "plain" in med:
+            row["ratio"] = {v: med[v] / med["plain"] for v in med if v != "plain"}
+        out.append(row)
+    return out
+
+
+def format_table(report) -> str:
+    """A Markdown table of the results (``docs/speed.md``-ready)."""
+    lines = ["| backend | config | plain it/s | wganx it/s | wganx/plain | Trainer it/s | Trainer/plain "
+             "| peak RSS MiB (plain / wganx / Trainer) | critic step gp/none ms (plain; wganx) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+
+    def rate(e):
+        s = e and e.get("its_per_s")
+        return f"{s['median']:.3g} ({s['min']:.3g}-{s['max']:.3g})" if s else "-"
+
+    def mem(e):
+        if not e:
+            return "-"
+        v = e.get("device_peak_mib") or e.get("rss_mib")
+        return f"{v:.0f}" if v else "-"
+
+    def crit(e):
+        c = e and e.get("critic_step_ms")
+        return f"{c['gp']:.0f}/{c['none']:.0f}" if c else "-"
+
+    for row in report["results"]:
+        v = row["variants"]
+        ratio = row.get("ratio", {})
+        r = lambda k: f"{ratio[k]:.2f}" if k in ratio else "-"  # noqa: E731
+        lines.append(f"| {row['backend']} | {row['config']} | {rate(v.get('plain'))} | {rate(v.get('wganx'))} "
+                     f"| {r('wganx')} | {rate(v.get('trainer'))} | {r('trainer')} "
+                     f"| {mem(v.get('plain'))} / {mem(v.get('wganx'))} / {mem(v.get('trainer'))} "
+                     f"| {crit(v.get('plain'))}; {crit(v.get('wganx'))} |")
+        for name, e in sorted(v.items()):
+            if name.startswith("plain-compile"):
+                lines.append(f"| {row['backend']} | {row['config']} | {name}: {rate(e)} | | "
+                             f"{(ratio.get(name) or 0):.2f} x plain | | | | |")
+    machine = report["machine"]
+    where = machine.get("gpu") or machine.get("cpu") or machine.get("processor") or "?"
+    load = report["load"]
+    lines.append("")
+    lines.append(f"Generator iterations per second (median, min-max over {report['settings']['repeats']} "
+                 f"interleaved rounds x {report['settings']['windows']} windows); {where}, "
+                 f"{machine['cpu_count']} CPUs, context {report['settings']['context']}, "
+                 f"-t {report['settings']['type_config']}; 1-min load average {load['before'][0]:.2f} before, "
+                 f"{min(load['during'] or [0]):.2f}-{max(load['during'] or [0]):.2f} during; {report['started']}.")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", action="append", default=[],
+                        help="backend to measure (repeatable; default: every available one)")
+    parser.add_argument("--config", action="append", choices=list(CONFIGS),
+                        help="configuration (repeatable; default: " + ", ".join(CPU_DEFAULT)
+                             + " on the CPU, " + ", ".join(GPU_DEFAULT) + " on a GPU)")
+    parser.add_argument("--variant", action="append", choices=VARIANTS,
+                        help="what to time (repeatable; default: all of " + ", ".join(VARIANTS) + ")")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (default: 3)")
+    parser.add_argument("--iters", type=int, default=0,
+                        help="generator iterations per timed window (default: per configuration)")
+    parser.add_argument("--windows", type=int, default=2, help="timed windows per subprocess (default: 2)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up iterations (default: 2)")
+    parser.add_argument("-c", "--context", default="cpu", choices=("cpu", "cuda", "cudnn"))
+    parser.add_argument("-d", "--device-id", type=int, default=0)
+    parser.add_argument("-t", "--type-config", default="float", choices=("float", "half"))
+    parser.add_argument("--no-penalty", dest="penalty", action="store_false",
+                        help="skip the critic-step cost of gp against none")
+    parser.add_argument("--torch-compile", action="store_true",
+                        help="also time the plain torch loop with torch.compile on the generator")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one round (for tests)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run every variant in this process (fast, for tests; peak RSS is not per run)")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds per subprocess (default: 1800)")
+    parser.add_argument("--json", metavar="PATH", help="write the full report as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help="write the table as Markdown")
+
+
+def main(args) -> int:
+    if args.quick and args.repeats == 3:
+        args.repeats = 1
+    report = run(args, progress=lambda s: print(s, file=sys.stderr, flush=True))
+    table = format_table(report)
+    print(table)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(table + "\n")
+    failed = [x for x in report["runs"] if not x["ok"]]
+    return 1 if failed else 0
+
+
+def _worker_main(payload: str) -> int:
+    job = json.loads(payload)
+    try:
+        result = worker(job)
+    except Exception as exc:  # noqa: BLE001 - reported to the orchestrator
+        import traceback
+
+        traceback.print_exc()
+        result = {"backend": job["backend"], "config": job["config"], "variant": job["variant"], "ok": False,
+                  "error": f"{type(exc).__name__}: {exc}"}
+    print(RESULT_TAG + json.dumps(result), flush=True)
+    return 0
+
+
+def cli(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="wganx bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return _worker_main(args.worker)
+    return main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,486 @@
+"""``wganx evaluate``: sample-quality metrics for a checkpoint, a samples file or a folder of
+images, and :class:`Evaluator` for metrics during training.
+
+The metric arithmetic is the ``wganx_metrics`` plugins' (FID, KID, precision/recall, IS,
+class coverage, modes, energy); this module only feeds them. Each metric plugin says in
+``kinds`` what it takes, and evaluate supplies it:
+
+* ``points`` metrics (``modes``, ``energy``) get the raw 2-D samples and reference points
+  drawn from the toy set;
+* ``features`` metrics (``fid``, ``kid``, ``precision-recall``) get feature vectors of the
+  generated and the real images from a *feature space*;
+* ``probs`` / ``labels`` metrics (``inception-score``, ``class-coverage``) get the class
+  probabilities of the generated images in that feature space's classifier.
+
+Feature spaces (``--features``):
+
+* ``domain``: the numpy MNIST / Fashion-MNIST classifier of
+  :mod:`wganx_plugins.metrics.classifier` (trained once, cached). Reported as ``domain_*``:
+  "domain FID" etc. These numbers compare models on this data set; they are not the
+  Inception FIDs of papers.
+* ``inception``: Inception-v3 through torch-fidelity (:mod:`wganx_plugins.metrics.inception`);
+  reported as ``inception_*``. Needs torch-fidelity and the weights file.
+* ``auto`` (default): ``domain`` for MNIST and Fashion-MNIST, ``inception`` otherwise.
+
+Defaults (``--metrics`` not given): toy mixtures ``modes,energy``; swissroll ``energy``;
+images ``fid,kid,precision-recall,class-coverage,inception-score`` in the domain space and
+``fid,kid,inception-score`` in Inception's. Any installed metric plugin of those kinds can be
+named in ``--metrics``.
+
+The real reference is the dataset's test split by default (``--reference-split``): the
+classifier was trained on the train split, so test images are features it has not fitted.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional
+
+import numpy as np
+
+from .errors import WganxError
+from .plugins import registry as default_registry
+
+FEATURE_SPACES = ("auto", "domain", "inception")
+POINT_DEFAULTS = {"8gaussians": ("modes", "energy"), "25gaussians": ("modes", "energy")}
+DOMAIN_DEFAULTS = ("fid", "kid", "precision-recall", "class-coverage", "inception-score")
+INCEPTION_DEFAULTS = ("fid", "kid", "inception-score")
+DEFAULT_SAMPLES = {"image": 10000, "points": 2500}  # FID's usual 10k; PacGAN's 2,500 points
+#: options passed to metric plugins, by metric name (subset sizes are capped at the sample count)
+METRIC_OPTIONS = {"kid": {"num_subsets": 100, "subset_size": 1000}, "precision-recall": {"k": 3},
+                  "inception-score": {"splits": 10}, "energy": {"num_projections": 128}}
+
+
+def _log(message: str) -> None:
+    print(f"wganx evaluate: {message}", file=sys.stderr, flush=True)
+
+
+def _config_get(config_like, name, default=None):
+    if config_like is None:
+        return default
+    if isinstance(config_like, Mapping):
+        return config_like.get(name, default)
+    return getattr(config_like, name, default)
+
+
+def parse_metrics(value) -> Optional[List[str]]:
+    """``"fid,kid"`` or ``["fid", "kid,is"]`` -> ``["fid", "kid", "is"]``; None/empty -> None."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else list(value)
+    names = [n.strip() for item in items for n in str(item).split(",") if n.strip()]
+    return names or None
+
+
+def images_to_float(x) -> np.ndarray:
+    """uint8 or float images, NCHW or NHWC -> NCHW float32 in [-1, 1]."""
+    a = np.asarray(x)
+    if a.ndim == 3:
+        a = a[:, None]
+    if a.ndim == 4 and a.shape[1] not in (1, 3) and a.shape[-1] in (1, 3):
+        a = a.transpose(0, 3, 1, 2)
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+    return np.ascontiguousarray(a, np.float32)
+
+
+class Evaluator:
+    """Metrics of generated samples against one real dataset, reference features cached.
+
+    Args:
+        config_like: a :class:`wganx.config.TrainConfig`, a dict with its field names, or
+            None; supplies ``monitor_path`` (the folder for ``metrics.csv``), ``dataset``,
+            ``data_dir`` and ``seed`` where the arguments below are None.
+        dataset_name: the real dataset (``mnist``, ``8gaussians``, ...).
+        data_dir: where its files are (as ``--data-dir`` of training).
+        metrics: metric plugin names, a comma-separated string, or None for the defaults.
+        num_samples: generated samples per evaluation (and at most as many reference samples).
+        folder: where ``metrics.csv`` / ``metrics.png`` go (default ``monitor_path``).
+        features: ``auto``, ``domain`` or ``inception``.
+        inception_weights: path of the Inception weights (see ``inception.py``).
+        reference_split: ``test`` (default) or ``train``.
+        metric_options: extra keyword options by metric name, e.g. ``{"kid": {"num_subsets": 20}}``
+            (the defaults are :data:`METRIC_OPTIONS`).
+        seed: seed of the reference subset and of the metrics' own randomness.
+
+    Calling it as ``evaluator(generate_fn, iteration)`` draws ``generate_fn(num_samples)``,
+    computes the metrics, appends a row to ``metrics.csv``, redraws ``metrics.png`` and
+    returns the values.
+    """
+
+    def __init__(self, config_like=None, dataset_name: Optional[str] = None, data_dir=None, metrics=None,
+                 num_samples: Optional[int] = None, *, folder=None, features: str = "auto",
+                 inception_weights=None, reference_split: str = "test", seed: Optional[int] = None,
+                 download: bool = False, device: str = "cpu", resume_from: Optional[int] = None,
+                 metric_options: Optional[Mapping[str, Mapping]] = None, reg=None,
+                 log: Optional[Callable[[str], None]] = _log):
+        self.reg = reg or default_registry()
+        self.options = {k: dict(v) for k, v in METRIC_OPTIONS.items()}
+        for name, extra in (metric_options or {}).items():
+            self.options.setdefault(name, {}).update(extra)
+        self.dataset = dataset_name or _config_get(config_like, "dataset")
+        if not self.dataset:
+            raise WganxError("evaluate: which real dataset? pass --reference DATASET")
+        self.data_dir = data_dir if data_dir is not None else _config_get(config_like, "data_dir")
+        spec = self.reg.get("dataset", self.dataset)
+        self.kind = spec.kind
+        self.seed = int(seed if seed is not None else _config_get(config_like, "seed", 0) or 0)
+        self.num_samples = int(num_samples or DEFAULT_SAMPLES.get(self.kind, 10000))
+        if self.num_samples < 2:
+            raise WganxError(f"--num-samples must be at least 2, got {self.num_samples}")
+        if features not in FEATURE_SPACES:
+            raise WganxError(f"unknown feature space {features!r}; choose one of: {', '.join(FEATURE_SPACES)}")
+        if reference_split not in ("train", "test"):
+            raise WganxError(f"--reference-split must be train or test, got {reference_split!r}")
+        self.reference_split, self.download, self.device = reference_split, download, device
+        self.inception_weights, self.log = inception_weights, log
+        if self.kind == "image":
+            from wganx_plugins.metrics.classifier import DOMAIN_DATASETS
+
+            self.features = ("domain" if self.dataset in DOMAIN_DATASETS else "inception") \
+                if features == "auto" else features
+            if self.features == "domain" and self.dataset not in DOMAIN_DATASETS:
+                raise WganxError(f"there is no domain classifier for {self.dataset!r} (only for "
+                                 f"{', '.join(DOMAIN_DATASETS)}); use --features inception")
+        else:
+            self.features = None
+        self.metrics = self._resolve(parse_metrics(metrics))
+        folder = folder if folder is not None else _config_get(config_like, "monitor_path")
+        self.folder = Path(folder) if folder is not None else None
+        self.rows: List[Dict[str, float]] = []
+        if self.folder is not None and resume_from is not None:
+            self.rows = [r for r in _read_csv(self.folder / "metrics.csv") if r["iteration"] <= resume_from]
+        self._extractor = None
+        self._reference = None  # {"points"| "features", "n"}
+
+    # -- which metrics ----------------------------------------------------------------------
+    def _defaults(self) -> tuple:
+        if self.kind == "points":
+            return POINT_DEFAULTS.get(self.dataset, ("energy",))
+        return DOMAIN_DEFAULTS if self.features == "domain" else INCEPTION_DEFAULTS
+
+    def _resolve(self, names) -> Dict[str, object]:
+        names = list(names or self._defaults())
+        wanted = ("points",) if self.kind == "points" else ("features", "probs", "labels")
+        out = {}
+        for name in names:
+            spec = self.reg.get("metric", name)
+            if not set(spec.kinds) & set(wanted):
+                raise WganxError(f"metric {name!r} applies to {'/'.join(spec.kinds)} data; {self.dataset!r} "
+                                 f"is {self.kind} data")
+            if name == "modes" and self.dataset not in POINT_DEFAULTS:
+                raise WganxError(f"metric 'modes' needs a mixture with modes ({', '.join(POINT_DEFAULTS)}), "
+                                 f"not {self.dataset!r}")
+            out[name] = spec
+        return out
+
+    # -- feature extractors and the reference -----------------------------------------------
+    def extractor(self):
+        """The domain classifier or Inception; anything with ``features`` and ``predict_proba``."""
+        if self._extractor is None:
+            if self.features == "domain":
+                from wganx_plugins.metrics.classifier import load_classifier
+
+                self._extractor = load_classifier(self.dataset, self.data_dir, download=self.download,
+                                                  log=self.log)
+            else:
+                from wganx_plugins.metrics.inception import InceptionFeatures
+
+                self._extractor = InceptionFeatures(self.inception_weights, device=self.device)
+        return self._extractor
+
+    def extractor_info(self) -> dict:
+        if self.features == "domain":
+            clf = self.extractor()
+            return {"name": f"{self.dataset} numpy MLP classifier", "feature_dim": clf.feature_dim,
+                    "test_accuracy": clf.test_accuracy}
+        if self.features == "inception":
+            return {"name": "Inception-v3 (torch-fidelity), pool3 2048-d / 1008 logits"}
+        return {}
+
+    def _needs(self) -> set:
+        return {k for spec in self.metrics.values() for k in spec.kinds}
+
+    def reference(self) -> dict:
+        """Reference points, or reference features, computed once."""
+        if self._reference is not None:
+            return self._reference
+        from wganx_plugins.datasets import load_split
+
+        rng = np.random.default_rng([self.seed, 77])
+        if self.kind == "points":
+            data = load_split(self.dataset, self.data_dir, self.reference_split)
+            points = np.asarray(data.sample(rng, self.num_samples), np.float64)
+            self._reference = {"points": points, "n": len(points)}
+            return self._reference
+        data = load_split(self.dataset, self.data_dir, self.reference_split, None, self.download)
+        n = min(self.num_samples, len(data))
+        idx = np.sort(rng.choice(len(data), n, replace=False)) if n < len(data) else np.arange(len(data))
+        images = images_to_float(data.x[idx])
+        ref = {"n": n}
+        if "features" in self._needs():
+            ref["features"] = np.asarray(self.extractor().features(images), np.float64)
+        self._reference = ref
+        return ref
+
+    # -- computing --------------------------------------------------------------------------
+    def check_samples(self, samples) -> np.ndarray:
+        x = np.asarray(samples)
+        if self.kind == "points":
+            if x.ndim != 2:
+                raise WganxError(f"{self.dataset!r} is 2-D point data, but the samples have shape {x.shape}")
+            return x.astype(np.float64)
+        if x.ndim not in (3, 4):
+            raise WganxError(f"{self.dataset!r} is image data, but the samples have shape {x.shape}")
+        return images_to_float(x)
+
+    def evaluate(self, samples) -> Dict[str, float]:
+        """Every requested metric of ``samples`` (all of them are used) as ``{key: float}``."""
+        x = self.check_samples(samples)
+        if len(x) < 2:
+            raise WganxError(f"need at least 2 samples, got {len(x)}")
+        ref = self.reference()
+        out: Dict[str, float] = {}
+        if self.kind == "points":
+            for name, spec in self.metrics.items():
+                options = dict(self.options.get(name, {}))
+                if name == "modes":
+                    options["dataset"] = self.dataset
+                out.update(spec.compute(x, ref["points"], **options))
+            return {k: float(v) for k, v in out.items()}
+        needs = self._needs()
+        feats = np.asarray(self.extractor().features(x), np.float64) if "features" in needs else None
+        probs = np.asarray(self.extractor().predict_proba(x), np.float64) if needs & {"probs", "labels"} else None
+        for name, spec in self.metrics.items():
+            options = dict(self.options.get(name, {}))
+            if "features" in spec.kinds:
+                if "subset_size" in options:
+                    options["subset_size"] = min(options["subset_size"], len(x), ref["n"])
+                values = spec.compute(feats, ref["features"], **options)
+            else:
+                if "splits" in options:
+                    options["splits"] = min(options["splits"], len(x))
+                values = spec.compute(probs, None, **options)
+            out.update({f"{self.features}_{k}": v for k, v in values.items()})
+        return {k: float(v) for k, v in out.items()}
+
+    # -- during training --------------------------------------------------------------------
+    def __call__(self, generate_fn: Callable[[int], np.ndarray], iteration: int) -> Dict[str, float]:
+        values = self.evaluate(generate_fn(self.num_samples))
+        row = {"iteration": int(iteration), **values}
+        self.rows = [r for r in self.rows if r["iteration"] != row["iteration"]] + [row]
+        if self.folder is not None:
+            self.write_csv()
+            self.plot()
+        return values
+
+    def write_csv(self) -> Path:
+        from .checkpoint import atomic_write
+
+        keys = ["iteration"] + sorted({k for r in self.rows for k in r} - {"iteration"})
+        path = self.folder / "metrics.csv"
+
+        def write(tmp):
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, keys, restval="")
+                writer.writeheader()
+                writer.writerows(self.rows)
+        atomic_write(path, write)
+        return path
+
+    def plot(self) -> Optional[Path]:
+        """``metrics.png``: one small panel per metric against the generator iteration."""
+        if not self.rows or self.folder is None:
+            return None
+        from .checkpoint import atomic_write
+        from .monitor import _pyplot
+
+        keys = [k for k in sorted({k for r in self.rows for k in r} - {"iteration"})
+                if not k.endswith(("_total", "_std"))]
+        plt = _pyplot()
+        cols = min(4, len(keys)) or 1
+        rows = math.ceil(len(keys) / cols) or 1
+        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+        for ax, key in zip(axes.ravel(), keys):
+            pts = [(r["iteration"], r[key]) for r in self.rows if key in r]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=1)
+            ax.set_title(key, fontsize=9)
+            ax.set_xlabel("generator iteration", fontsize=8)
+            ax.grid(alpha=0.3)
+        for ax in axes.ravel()[len(keys):]:
+            ax.axis("off")
+        fig.tight_layout()
+        path = self.folder / "metrics.png"
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+        plt.close(fig)
+        return path
+
+
+def _read_csv(path: Path) -> List[Dict[str, float]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: (int(float(v)) if k == "iteration" else float(v)) for k, v in r.items() if v != ""}
+                for r in csv.DictReader(f)]
+
+
+# ---------------------------------------------------------------------------- sources
+
+def session_generator(session, program, seed: int = 0, batch_size: int = 256) -> Callable[[int], np.ndarray]:
+    """``generate_fn(n)`` drawing latents (and, for conditional models, uniform labels) from
+    its own generator seeded with ``seed``; what :class:`Evaluator` calls."""
+    rng = np.random.default_rng(seed)
+
+    def generate_fn(n: int) -> np.ndarray:
+        chunks = []
+        for start in range(0, n, batch_size):
+            m = min(batch_size, n - start)
+            z = rng.standard_normal((m, program.latent)).astype(np.float32)
+            labels = rng.integers(0, program.num_classes, m).astype(np.int64) if program.num_classes else None
+            chunks.append(np.asarray(session.generate(z, labels), np.float32))
+        return np.concatenate(chunks)
+    return generate_fn
+
+
+def load_npz_samples(path) -> np.ndarray:
+    """``images`` or ``points`` of a ``samples.npz`` (as ``wganx generate`` writes), or its only array."""
+    path = Path(path)
+    if not path.is_file():
+        raise WganxError(f"samples file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            for key in ("images", "points"):
+                if key in data.files:
+                    return np.asarray(data[key])
+            arrays = [k for k in data.files if k != "labels"]
+            if len(arrays) == 1:
+                return np.asarray(data[arrays[0]])
+            raise WganxError(f"{path} holds {', '.join(data.files) or 'nothing'}; expected an 'images' or "
+                             "'points' array (as wganx generate writes)")
+    except WganxError:
+        raise
+    except Exception as exc:
+        raise WganxError(f"{path} is not a readable .npz file ({exc})") from None
+
+
+def _load_source(args) -> tuple:
+    """``(samples, source info, dataset from the source or None, data_dir or None)``."""
+    if args.model_load_path:
+        from .generate import load_session
+
+        session, program, meta = load_session(args.model_load_path, args.backend, args.context,
+                                              args.device_id, args.batch_size)
+        kind = meta["data_kind"]
+        config = meta.get("config", {})
+        n = args.num_samples or DEFAULT_SAMPLES.get(kind, 10000)
+        samples = session_generator(session, program, args.seed, args.batch_size)(n)
+        info = {"type": "checkpoint", "path": str(args.model_load_path), "iteration": meta.get("iteration"),
+                "trained_with": meta.get("backend"), "backend": args.backend or meta.get("backend")}
+        return samples, info, config.get("dataset"), config.get("data_dir")
+    if args.samples:
+        samples = load_npz_samples(args.samples)
+        info = {"type": "npz", "path": str(args.samples)}
+    else:
+        from wganx_plugins.datasets import load_folder
+
+        data = load_folder(args.folder)
+        samples = data.x
+        info = {"type": "folder", "path": str(args.folder)}
+    if args.num_samples:
+        samples = samples[:args.num_samples]
+    return samples, info, None, None
+
+
+# ---------------------------------------------------------------------------- the command
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of ``wganx evaluate``."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model-load-path", metavar="CKPT", help="a params_*.safetensors checkpoint to sample from")
+    source.add_argument("--samples", metavar="FILE.npz", help="samples.npz from wganx generate ('images' or 'points')")
+    source.add_argument("--folder", metavar="DIR", help="a folder of generated images (png, jpg, ...)")
+    parser.add_argument("--backend", help="backend to sample a checkpoint with (default: the one that trained it)")
+    parser.add_argument("-c", "--context", default="cpu", choices=("cpu", "cuda", "cudnn"))
+    parser.add_argument("-d", "--device-id", type=int, default=0)
+    parser.add_argument("-b", "--batch-size", type=int, default=256, help="generator batch size (default: 256)")
+    parser.add_argument("--metrics", action="append", metavar="LIST",
+                        help="comma-separated metric plugins (default: by data kind, see --help of the module)")
+    parser.add_argument("--num-samples", type=int, metavar="N",
+                        help="samples to evaluate (default: 10000 images, 2500 points)")
+    parser.add_argument("--reference", metavar="DATASET",
+                        help="real dataset to compare with (default: the checkpoint's training dataset)")
+    parser.add_argument("--reference-split", choices=("test", "train"), default="test",
+                        help="split of the real dataset (default: test)")
+    parser.add_argument("--data-dir", help="folder of the real dataset's files (default: the checkpoint's)")
+    parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
+                        help="download a missing real dataset (default: no)")
+    parser.add_argument("--features", choices=FEATURE_SPACES, default="auto",
+                        help="feature space of image metrics: domain classifier (MNIST, Fashion-MNIST), "
+                             "inception, or auto (default)")
+    parser.add_argument("--inception-weights", metavar="PATH",
+                        help="weights-inception-2015-12-05-6726825d.pth (default: $WGANX_INCEPTION_WEIGHTS, "
+                             "torch's hub cache, or a download)")
+    parser.add_argument("--kid-subsets", type=int, default=METRIC_OPTIONS["kid"]["num_subsets"],
+                        help="subsets KID averages over (default: 100, as torch-fidelity; fewer is faster)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latents and of the reference subset")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def run(args) -> dict:
+    """Evaluate as ``args`` say; returns the report that ``main`` prints."""
+    if args.num_samples is not None and args.num_samples < 2:
+        raise WganxError(f"--num-samples must be at least 2, got {args.num_samples}")
+    if args.batch_size < 1 or args.kid_subsets < 1:
+        raise WganxError("--batch-size and --kid-subsets must be at least 1")
+    samples, info, dataset, data_dir = _load_source(args)
+    dataset = args.reference or dataset
+    if not dataset:
+        raise WganxError("evaluate: which real dataset are these samples of? pass --reference DATASET "
+                         "(e.g. mnist, 8gaussians)")
+    evaluator = Evaluator(None, dataset, args.data_dir if args.data_dir is not None else data_dir,
+                          parse_metrics(args.metrics), len(samples), features=args.features,
+                          inception_weights=args.inception_weights, reference_split=args.reference_split,
+                          seed=args.seed, download=args.download,
+                          device="cuda" if args.context in ("cuda", "cudnn") else "cpu",
+                          metric_options={"kid": {"num_subsets": args.kid_subsets}})
+    values = evaluator.evaluate(samples)
+    return {"source": info, "dataset": dataset, "data_kind": evaluator.kind, "num_samples": int(len(samples)),
+            "reference": {"dataset": dataset, "split": evaluator.reference_split,
+                          "samples": int(evaluator.reference()["n"])},
+            "features": evaluator.features, "extractor": evaluator.extractor_info() if evaluator.features else {},
+            "metrics": list(evaluator.metrics), "values": values}
+
+
+def format_table(report: dict) -> str:
+    src = report["source"]
+    lines = [f"samples:   {report['num_samples']} from {src['type']} {src['path']}"
+             + (f" (iteration {src['iteration']}, {src['backend']})" if src.get("iteration") is not None else ""),
+             f"reference: {report['reference']['samples']} of {report['dataset']} ({report['reference']['split']})"]
+    ext = report.get("extractor") or {}
+    if ext:
+        acc = f", test accuracy {ext['test_accuracy']:.4f}" if "test_accuracy" in ext else ""
+        lines.append(f"features:  {report['features']}: {ext['name']}{acc}")
+    width = max(len(k) for k in report["values"]) if report["values"] else 6
+    lines.append("")
+    lines.append(f"{'metric'.ljust(width)}  value")
+    for key, value in report["values"].items():
+        whole = key.endswith(("_covered", "_total")) and math.isfinite(value)
+        text = f"{value:.0f}" if whole else f"{value:.4g}"
+        lines.append(f"{key.ljust(width)}  {text}")
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    """Run ``wganx evaluate``; errors are printed as one line and give exit status 2."""
+    try:
+        report = run(args)
+    except WganxError as exc:
+        print(f"wganx evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    return 0
