@@ -11,7 +11,11 @@ compares, in float32:
 * the whole state after a short Adam trajectory (3 critic steps, 1 generator step,
   2 critic steps, 1 generator step, the same batches and noise from the core):
   ``max|a - b| <= 1e-4 * max|b| + 1e-5`` per tensor; 1e-5 is a tenth of one Adam step at
-  the default learning rate, so a single diverging update fails it.
+  the default learning rate, so a single diverging update fails it. One exception, stated:
+  a parameter whose gradient is zero in exact arithmetic (a conv bias followed by batch
+  norm, as in seed 000's generator) receives round-off of random sign, which Adam turns
+  into full-size steps; such tensors (gradient below 1e-6 of the network's largest) are
+  only checked to have moved no further apart than two Adam steps per update.
 
 And against mathematics, on every backend alone: a linear critic ``D(x) = w.x + b`` has
 gradient penalty exactly ``(|w| - 1)^2``.
@@ -177,6 +181,12 @@ def run_case(case: Case, sessions: Dict[str, object], program) -> List[Check]:
                          for k, v in ref_grads.items()), key=lambda eb: eb[0] - eb[1])
             checks.append(Check(case.label, f"{step} gradients ({len(ref_grads)} params)",
                                 name, ref, *worst))
+    degenerate = {}
+    for step in inputs:
+        grads = results[ref][step][1]
+        largest = max((float(np.abs(g).max(initial=0.0)) for g in grads.values()), default=0.0)
+        degenerate.update({k: step for k, g in grads.items()
+                           if float(np.abs(g).max(initial=0.0)) <= 1e-6 * largest})
     # 2. a short trajectory
     states = {}
     for n, s in sessions.items():
@@ -187,8 +197,15 @@ def run_case(case: Case, sessions: Dict[str, object], program) -> List[Check]:
             s.critic_step(step_inputs(program, "critic", rng, real, labels)) if step == "critic" \
                 else s.generator_step(step_inputs(program, "generator", rng))
         states[n] = s.get_state()
+    def bound(key):
+        net = degenerate.get(key)
+        if net is None:
+            return STATE_ATOL, STATE_RTOL
+        opt = program.critic_optimizer if net == "critic" else program.generator_optimizer
+        return 2 * opt.lr * TRAJECTORY.count(net) + STATE_ATOL, STATE_RTOL
+
     for name in names[1:]:
-        worst = max((_relative(states[name].get(k, np.full(np.shape(v), np.nan)), v, STATE_ATOL, STATE_RTOL)
+        worst = max((_relative(states[name].get(k, np.full(np.shape(v), np.nan)), v, *bound(k))
                      for k, v in states[ref].items()), key=lambda eb: eb[0] - eb[1])
         checks.append(Check(case.label, f"state after {len(TRAJECTORY)} Adam steps", name, ref, *worst))
     return checks

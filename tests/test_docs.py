@@ -1,0 +1,102 @@
+"""The documentation builds warning-free (``-W``), its examples pass as doctests, the CLI
+reference is generated from the parser itself, and the release files are in place."""
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import wganx
+from wganx.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+NEEDED = {"sphinx": "sphinx", "furo": "furo", "sphinxarg": "sphinx-argparse", "myst_parser": "myst-parser"}
+
+
+def _require_docs_tools():
+    missing = [dist for module, dist in NEEDED.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        pytest.fail(f"documentation tools missing: {', '.join(missing)}; run: "
+                    f"{sys.executable} -m pip install -e '{ROOT}[docs]'", pytrace=False)
+
+
+def _sphinx(builder: str, out: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-E", "-b", builder,
+           "-d", str(out / "doctrees"), str(DOCS), str(out / builder)]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def _warnings(run: subprocess.CompletedProcess) -> str:
+    # TensorFlow's and XLA's start-up chatter is not a Sphinx warning.
+    lines = [ln for ln in run.stderr.splitlines() if "WARNING" in ln or "ERROR" in ln
+             or "Warning, treated as error" in ln]
+    return "\n".join(lines) or run.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory) -> Path:
+    _require_docs_tools()
+    out = tmp_path_factory.mktemp("docs")
+    run = _sphinx("html", out)
+    assert run.returncode == 0, f"sphinx -W -b html failed:\n{_warnings(run)}"
+    return out / "html"
+
+
+@pytest.mark.slow
+def test_html_builds_without_warnings(html):
+    for page in ("index", "quickstart", "concepts", "numerics", "cli", "api", "writing-plugins",
+                 "writing-backends", "results", "changelog"):
+        assert (html / f"{page}.html").is_file(), page
+
+
+@pytest.mark.slow
+def test_cli_reference_is_generated_from_the_parser(html):
+    text = (html / "cli.html").read_text()
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert {"train", "generate", "plugins", "parity"} <= set(sub.choices)
+    for name, subparser in sub.choices.items():
+        assert f'id="{name}"' in text or f">{name}<" in text, name
+        for action in subparser._actions:
+            if action.__class__.__name__ == "_HelpAction":  # sphinx-argparse leaves out -h
+                continue
+            for flag in action.option_strings:
+                assert flag in text, f"wganx {name} {flag} missing from the CLI reference"
+
+
+@pytest.mark.slow
+def test_api_reference_covers_the_contract(html):
+    text = (html / "api.html").read_text()
+    for name in ("wganx.hookspecs.wganx_regularizers", "wganx.records.RegularizerSpec",
+                 "wganx.ops.Ops.input_grad", "wganx.backend.Session.critic_step",
+                 "wganx.config.TrainConfig", "wganx.program.critic_objective",
+                 "wganx.parity.default_cases", "wganx.testing.assert_parity"):
+        assert f'id="{name}"' in text, name
+
+
+@pytest.mark.slow
+def test_doc_examples_pass_as_doctests(tmp_path):
+    _require_docs_tools()
+    run = _sphinx("doctest", tmp_path)
+    output = (tmp_path / "doctest" / "output.txt")
+    report = output.read_text() if output.exists() else ""
+    assert run.returncode == 0, f"sphinx -b doctest failed:\n{report[-4000:]}\n{_warnings(run)}"
+    total = re.search(r"^\s*(\d+) tests\s*$", report, re.M)
+    assert total and int(total.group(1)) >= 20, report[-2000:]
+    assert "0 failures in tests" in report
+
+
+def test_changelog_has_this_version():
+    text = (ROOT / "CHANGELOG.md").read_text()
+    assert re.search(rf"^## \[{re.escape(wganx.__version__)}\] - \d{{4}}-\d{{2}}-\d{{2}}$", text, re.M)
+
+
+def test_license_is_apache_2():
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text
