@@ -63,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Every plugin of the wganx entry-point group, built-ins included.")
     plugins.add_argument("--json", action="store_true", help="print a JSON list")
 
+    from . import bench, evaluate  # neither imports a framework
+
+    evaluate.add_arguments(sub.add_parser(
+        "evaluate", help="measure sample quality",
+        description="FID/KID/IS/precision-recall/class coverage of images, or modes/energy of 2-D samples, "
+                    "from a checkpoint, a samples.npz or a folder of images."))
+    bench.add_arguments(sub.add_parser(
+        "bench", help="measure training speed against plain hand-written loops",
+        description="Generator iterations per second of wganx and of plain loops in each framework."))
+
     parity = sub.add_parser("parity", help="run the cross-backend parity matrix",
                             description="Compare losses, penalties, gradients and short trajectories across "
                                         "the installed backends; exits 1 on any mismatch.")
@@ -132,7 +142,20 @@ def _cmd_parity(args) -> int:
     return 0 if report.passed else 1
 
 
-COMMANDS = {"train": _cmd_train, "generate": _cmd_generate, "plugins": _cmd_plugins, "parity": _cmd_parity}
+def _cmd_evaluate(args) -> int:
+    from .evaluate import main as evaluate_main
+
+    return evaluate_main(args)
+
+
+def _cmd_bench(args) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args)
+
+
+COMMANDS = {"train": _cmd_train, "generate": _cmd_generate, "plugins": _cmd_plugins, "parity": _cmd_parity,
+            "evaluate": _cmd_evaluate, "bench": _cmd_bench}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -68,6 +68,10 @@ class TrainConfig:
     log_interval: int = field(default=10, metadata={"help": "iterations between loss rows (and device syncs)"})
     num_samples: int = field(default=64, metadata={"help": "images per sample tile"})
     keep_checkpoints: int = field(default=0, metadata={"help": "keep only the newest N checkpoints (0: all)"})
+    eval_interval: int = field(default=0, metadata={"help": "iterations between quality metrics (0: off)"})
+    eval_metrics: Optional[str] = field(default=None, metadata={
+        "help": "comma-separated metrics for --eval-interval (default: the dataset's usual ones)"})
+    eval_samples: int = field(default=2000, metadata={"help": "generated samples per evaluation"})
     tensorboard: bool = field(default=False, metadata={"help": "also write TensorBoard event files"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar (--no-progress: off)"})
     resume: Optional[str] = field(default=None, metadata={
@@ -94,6 +98,8 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise WganxError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.eval_interval < 0:
+            raise WganxError(f"--eval-interval must not be negative, got {self.eval_interval}")
         if self.lambda_ is not None and self.lambda_ < 0:
             raise WganxError(f"--lambda must not be negative, got {self.lambda_}")
         return self

@@ -32,6 +32,7 @@ from .records import ArchConfig
 FIXED_Z_STREAM = 1  # seeds of the independent generators derived from --seed
 PARAM_STREAM = 2
 SAMPLE_STREAM = 3
+EVAL_STREAM = 4
 
 
 class TrainingDiverged(WganxError):
@@ -115,6 +116,14 @@ class Trainer:
         self.sample_rng = np.random.default_rng([config.seed, SAMPLE_STREAM, self.iteration])
         self.last_checkpoint: Optional[Path] = resume_path
         self.saved_iteration = self.iteration if resume_path is not None else -1
+        self.evaluator = None
+        if config.eval_interval:
+            from .evaluate import Evaluator
+
+            self.evaluator = Evaluator(config, metrics=config.eval_metrics, num_samples=config.eval_samples,
+                                       download=config.download,
+                                       resume_from=self.iteration if resume_path else None,
+                                       metric_options={"kid": {"num_subsets": 20}})
 
     # -- resume ------------------------------------------------------------------------------
     def _resume_path(self) -> Optional[Path]:
@@ -165,6 +174,11 @@ class Trainer:
                     bar.update(1)
                 if done % cfg.save_interval == 0 or done == cfg.max_iter:
                     self.save(log)
+                if self.evaluator is not None and (done % cfg.eval_interval == 0 or done == cfg.max_iter):
+                    from .evaluate import session_generator
+
+                    self.evaluator(session_generator(self.session, self.program, seed=[cfg.seed, EVAL_STREAM]),
+                                   done)
                 if interrupted.set:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:

@@ -1,0 +1,218 @@
+"""Sample-quality benchmark: the same WGAN-GP runs on every installed backend, measured by
+``wganx.evaluate``; writes ``docs/results/quality.md`` and sample images beside it.
+
+* 8gaussians and 25gaussians with the WGAN-GP paper's toy settings (``gan_toy.py``): MLP
+  generator and critic of three 512-unit ReLU layers, latent 2, batch 256, Adam lr 1e-4 and
+  betas (0.5, 0.9), 5 critic steps per generator step, lambda 0.1; modes covered (of 8/25)
+  and the high-quality share (samples within 3 std of a mode), on 2,500 samples.
+* MNIST (real data): the ``mlp`` architecture at 28x28 with the WGAN-GP defaults
+  (lambda 10, batch 64); domain FID/KID, class coverage, classifier IS and precision/recall
+  in the numpy classifier's feature space against the test split, plus a sample grid. A
+  "real train images" row gives the floor of each metric.
+
+Run from the repository root::
+
+    python benchmarks/quality.py                        # every available backend
+    python benchmarks/quality.py --backends torch --toy-iters 1000 --mnist-iters 1000
+
+Budgets are generator iterations, small enough for a 2-core CPU; the paper trains the toys
+for 100,000 iterations, so the numbers are a fixed-budget comparison, not converged values.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TOY_SETS = ("8gaussians", "25gaussians")
+
+
+def available_backends():
+    from wganx.plugins import registry
+
+    return [e.name for e in registry().entries("backend") if e.availability()[0]]
+
+
+def toy_config(backend, dataset, iters, folder, seed):
+    from wganx.config import TrainConfig
+
+    return TrainConfig(backend=backend, dataset=dataset, arch="mlp", maps=512, latent=2, batch_size=256,
+                       lrg=1e-4, lrd=1e-4, beta1=0.5, beta2=0.9, n_critic=5, lambda_=0.1, max_iter=iters,
+                       monitor_path=str(folder), save_interval=iters, log_interval=max(1, iters // 10),
+                       num_samples=64, progress=False, seed=seed)
+
+
+def mnist_config(backend, data_dir, iters, folder, seed):
+    from wganx.config import TrainConfig
+
+    return TrainConfig(backend=backend, dataset="mnist", data_dir=str(data_dir), download=False, arch="mlp",
+                       maps=512, latent=128, image_size=28, batch_size=64, n_critic=5, max_iter=iters,
+                       monitor_path=str(folder), save_interval=iters, log_interval=max(1, iters // 10),
+                       num_samples=100, progress=False, seed=seed)
+
+
+def run_one(config, evaluator, n, seed):
+    """Train, then evaluate ``n`` samples of the final checkpoint; returns (values, seconds, generate_fn)."""
+    from wganx.evaluate import session_generator
+    from wganx.generate import load_session
+    from wganx.training import train
+
+    start = time.perf_counter()
+    result = train(config)
+    seconds = time.perf_counter() - start
+    if result["status"] != "finished":  # Ctrl-C / SIGTERM: the trainer saved and returned; stop here
+        raise KeyboardInterrupt
+    session, program, _ = load_session(result["checkpoint"], config.backend)
+    generate = session_generator(session, program, seed=seed + 1000)
+    return evaluator.evaluate(generate(n)), seconds, generate
+
+
+def fmt(v, whole=False):
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "n/a"
+    return f"{v:.0f}" if whole else f"{v:.3g}"
+
+
+def spread_row(rows, keys):
+    """max - min over backends of every metric."""
+    out = {}
+    for k in keys:
+        vals = [r[k] for r in rows if isinstance(r.get(k), float)]
+        out[k] = (max(vals) - min(vals)) if len(vals) > 1 else None
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backends", help="comma-separated (default: every available backend)")
+    p.add_argument("--toy-iters", type=int, default=1000, help="generator iterations per toy run (default 1000)")
+    p.add_argument("--mnist-iters", type=int, default=1000, help="generator iterations on MNIST (default 1000; 0 skips)")
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"), help="MNIST files")
+    p.add_argument("--eval-samples", type=int, default=5000, help="MNIST samples evaluated (default 5000)")
+    p.add_argument("--out", default=str(ROOT / "docs" / "results"), help="where quality.md and images go")
+    p.add_argument("--work", help="folder for the training runs (default: a temporary one)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    from wganx import monitor
+    from wganx.evaluate import Evaluator
+
+    backends = args.backends.split(",") if args.backends else available_backends()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="wganx-quality-"))
+    quiet = None
+    toy_rows, mnist_rows, failures = {d: [] for d in TOY_SETS}, [], []
+    started = time.perf_counter()
+
+    for dataset in TOY_SETS:
+        ev = Evaluator(None, dataset, None, "modes,energy", 2500, seed=args.seed, log=quiet)
+        for backend in backends:
+            folder = work / f"{dataset}-{backend}"
+            print(f"[{dataset} / {backend}] training {args.toy_iters} iterations", flush=True)
+            try:
+                values, seconds, _ = run_one(toy_config(backend, dataset, args.toy_iters, folder, args.seed),
+                                             ev, 2500, args.seed)
+            except Exception as exc:  # a backend in progress must not stop the others
+                failures.append(f"{dataset} / {backend}: {type(exc).__name__}: {exc}")
+                print("  FAILED:", failures[-1], flush=True)
+                continue
+            plots = sorted((folder / "samples").glob("fixed_*.png"))
+            if plots:
+                shutil.copy(plots[-1], out / f"{dataset}_{backend}.png")
+            toy_rows[dataset].append({"backend": backend, "seconds": seconds, **values})
+            print(f"  {json.dumps({k: round(v, 4) for k, v in values.items()})} in {seconds:.0f} s", flush=True)
+
+    if args.mnist_iters > 0:
+        ev = Evaluator(None, "mnist", args.data_dir, None, args.eval_samples, seed=args.seed,
+                       metric_options={"kid": {"num_subsets": 20}}, log=lambda m: print("  " + m, flush=True))
+        from wganx_plugins.datasets import load_split
+
+        train_x = load_split("mnist", args.data_dir, "train").x
+        idx = np.random.default_rng(args.seed).choice(len(train_x), args.eval_samples, replace=False)
+        mnist_rows.append({"backend": "real train images", "seconds": None, **ev.evaluate(train_x[np.sort(idx)])})
+        for backend in backends:
+            folder = work / f"mnist-{backend}"
+            print(f"[mnist / {backend}] training {args.mnist_iters} iterations", flush=True)
+            try:
+                values, seconds, generate = run_one(mnist_config(backend, args.data_dir, args.mnist_iters, folder,
+                                                                 args.seed), ev, args.eval_samples, args.seed)
+            except Exception as exc:
+                failures.append(f"mnist / {backend}: {type(exc).__name__}: {exc}")
+                print("  FAILED:", failures[-1], flush=True)
+                continue
+            monitor.save_png(monitor.tile(generate(100)), out / f"mnist_{backend}.png", scale=2)
+            mnist_rows.append({"backend": backend, "seconds": seconds, **values})
+            print(f"  {json.dumps({k: round(v, 4) for k, v in values.items()})} in {seconds:.0f} s", flush=True)
+        clf = ev.extractor()
+
+    total = time.perf_counter() - started
+    lines = ["# Sample quality across backends", "",
+             f"Generated by `benchmarks/quality.py` in {total / 60:.1f} min on {platform.machine()} CPU "
+             f"(Python {platform.python_version()}); backends: {', '.join(backends)}.", "",
+             "Reproduce from the repository root:", "", "```",
+             f"python benchmarks/quality.py --backends {','.join(backends)} --toy-iters {args.toy_iters} "
+             f"--mnist-iters {args.mnist_iters} --eval-samples {args.eval_samples} --seed {args.seed}", "```", ""]
+    lines += ["## Toy mixtures (WGAN-GP paper settings)", "",
+              f"MLP 3x512 ReLU (G and D), latent 2, batch 256, Adam 1e-4 (0.5, 0.9), n_critic 5, lambda 0.1, "
+              f"**{args.toy_iters} generator iterations** (the paper: 100,000), seed {args.seed}. Metrics on 2,500 "
+              "samples: a mode is covered with at least 20 high-quality samples (within 3 std); a perfect sampler "
+              "scores all modes and a high-quality share of 0.989.", "",
+              "| dataset | backend | modes covered | high-quality share | energy distance | train time (s) |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for dataset in TOY_SETS:
+        rows = toy_rows[dataset]
+        for r in rows:
+            lines.append(f"| {dataset} | {r['backend']} | {fmt(r['modes_covered'], True)} / {fmt(r['modes_total'], True)} "
+                         f"| {fmt(r['high_quality_share'])} | {fmt(r['energy_distance'])} | {r['seconds']:.0f} |")
+        if len(rows) > 1:
+            s = spread_row(rows, ("modes_covered", "high_quality_share", "energy_distance"))
+            lines.append(f"| {dataset} | *spread (max - min)* | {fmt(s['modes_covered'], True)} "
+                         f"| {fmt(s['high_quality_share'])} | {fmt(s['energy_distance'])} | |")
+    lines += [""] + [f"![{d} {r['backend']}]({d}_{r['backend']}.png)" for d in TOY_SETS for r in toy_rows[d]] + [""]
+    if mnist_rows:
+        keys = ("domain_fid", "domain_kid_mean", "domain_classes_covered", "domain_is_mean", "domain_precision",
+                "domain_recall")
+        lines += ["## MNIST (real data)", "",
+                  f"`mlp` architecture (3x512 ReLU, 28x28, latent 128), batch 64, lambda 10, Adam 1e-4 (0.5, 0.9), "
+                  f"n_critic 5, **{args.mnist_iters} generator iterations**, seed {args.seed}. Metrics on "
+                  f"{args.eval_samples} samples against as many test images, in the feature space of wganx's numpy "
+                  f"MNIST classifier (test accuracy {clf.test_accuracy:.4f}): *domain* FID/KID are not comparable "
+                  "with Inception FIDs from papers. KID over 20 subsets. The first row is real training images: the "
+                  "floor a perfect generator would reach.", "",
+                  "| backend | domain FID | domain KID | classes covered | classifier IS | precision | recall | train time (s) |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in mnist_rows:
+            secs = f"{r['seconds']:.0f}" if r["seconds"] is not None else ""
+            lines.append(f"| {r['backend']} | {fmt(r['domain_fid'])} | {fmt(r['domain_kid_mean'])} | "
+                         f"{fmt(r['domain_classes_covered'], True)} / 10 | {fmt(r['domain_is_mean'])} | "
+                         f"{fmt(r['domain_precision'])} | {fmt(r['domain_recall'])} | {secs} |")
+        gen = mnist_rows[1:]
+        if len(gen) > 1:
+            s = spread_row(gen, keys)
+            lines.append(f"| *spread (max - min)* | {fmt(s['domain_fid'])} | {fmt(s['domain_kid_mean'])} | "
+                         f"{fmt(s['domain_classes_covered'], True)} | {fmt(s['domain_is_mean'])} | "
+                         f"{fmt(s['domain_precision'])} | {fmt(s['domain_recall'])} | |")
+        lines += [""] + [f"![MNIST {r['backend']}](mnist_{r['backend']}.png)" for r in gen] + [""]
+    if failures:
+        lines += ["## Runs that failed", ""] + [f"- {f}" for f in failures] + [""]
+    (out / "quality.md").write_text("\n".join(lines))
+    (out / "quality.json").write_text(json.dumps({"toy": toy_rows, "mnist": mnist_rows, "failures": failures,
+                                                  "toy_iters": args.toy_iters, "mnist_iters": args.mnist_iters,
+                                                  "minutes": total / 60}, indent=2))
+    print(f"wrote {out / 'quality.md'} ({total / 60:.1f} min)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
