@@ -34,8 +34,7 @@ def loaded():
 @pytest.mark.parametrize("case", CASES, ids=[c.label for c in CASES])
 def test_backends_agree(case, loaded):
     reg = wganx.registry()
-    program = make_program(arch=case.arch, regularizer=case.regularizer, loss=case.loss,
-                           arch_config=case.arch_config(reg), batch_size=parity.BATCH)
+    program = parity.program_for(case, reg)
     sessions = {name: backend.compile(program) for name, backend in loaded.items()}
     checks = parity.run_case(case, sessions, program)
     assert len(checks) == (len(sessions) - 1) * (len(checks) // max(len(sessions) - 1, 1))

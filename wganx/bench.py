@@ -47,16 +47,16 @@ FRAMEWORK_OF = {"torch": "torch", "tensorflow": "tensorflow", "nnabla": "nnabla"
 # name -> sizes; "iters" is the default window length (generator iterations).
 CONFIGS: Dict[str, dict] = {
     "cifar-m16": dict(arch="nnabla-cifar", data="image", image_size=32, channels=3, maps=16, latent=128,
-                      batch_size=64, n_critic=5, iters=4, description="seed 000 arch, 32x32, maps 16, batch 64"),
+                      batch_size=64, n_critic=5, iters=4, gpu_iters=40, description="seed 000 arch, 32x32, maps 16, batch 64"),
     "cifar-m64": dict(arch="nnabla-cifar", data="image", image_size=32, channels=3, maps=64, latent=128,
-                      batch_size=64, n_critic=5, iters=2, description="seed 000 arch, 32x32, maps 64, batch 64"),
+                      batch_size=64, n_critic=5, iters=2, gpu_iters=40, description="seed 000 arch, 32x32, maps 64, batch 64"),
     "cifar-m128": dict(arch="nnabla-cifar", data="image", image_size=32, channels=3, maps=128, latent=128,
-                       batch_size=64, n_critic=5, iters=20, gpu_only=True,
+                       batch_size=64, n_critic=5, iters=20, gpu_iters=30, gpu_only=True,
                        description="seed 000 arch, 32x32, maps 128, batch 64 (GPU)"),
     "toy-mlp": dict(arch="mlp", data="points", data_dim=2, maps=512, latent=128, batch_size=256, n_critic=5,
-                    iters=20, description="WGAN-GP toy: 3x512 ReLU MLPs, 2-D data, batch 256"),
+                    iters=20, gpu_iters=100, description="WGAN-GP toy: 3x512 ReLU MLPs, 2-D data, batch 256"),
     "dcgan64": dict(arch="dcgan", data="image", image_size=64, channels=3, maps=64, latent=128,
-                    batch_size=64, n_critic=5, iters=10, gpu_only=True,
+                    batch_size=64, n_critic=5, iters=10, gpu_iters=20, gpu_only=True,
                     description="seed 001 DCGAN, 64x64, maps 64, batch 64 (GPU)"),
 }
 QUICK = {  # tiny sizes for tests: the harness runs end to end in seconds
@@ -223,9 +223,25 @@ def _trainer_windows(spec, backend, warmup, windows, iters, dataset_seed=0):
     return setup, stamps[warmup] - t0, rates
 
 
+def _limit_threads(n: int) -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    else:
+        try:
+            import torch
+
+            torch.set_num_threads(n)
+        except ImportError:
+            pass
+
+
 def worker(job: dict) -> dict:
     """Run one variant of one backend and configuration; called in a fresh process."""
     spec, backend, variant = job["spec"], job["backend"], job["variant"]
+    if job.get("threads"):
+        _limit_threads(job["threads"])
     out = {"backend": backend, "config": job["config"], "variant": variant, "ok": True}
     t0 = time.perf_counter()
     if variant == "trainer":
@@ -257,6 +273,8 @@ def worker(job: dict) -> dict:
 # -- the orchestrator --------------------------------------------------------------------------
 def _spec_for(name, args) -> dict:
     spec = dict(CONFIGS[name])
+    if args.context != "cpu":
+        spec["iters"] = spec["gpu_iters"]
     if args.quick:
         spec.update(QUICK[name])
     if args.iters:
@@ -282,6 +300,10 @@ def _run_job(job, timeout, in_process=False) -> dict:
                     "error": f"{type(exc).__name__}: {exc}"}
     cmd = [sys.executable, "-m", "wganx.bench", "--worker", json.dumps(job)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
+    if job.get("threads"):
+        n = str(job["threads"])
+        env.update(OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, TF_NUM_INTRAOP_THREADS=n,
+                   TF_NUM_INTEROP_THREADS=n)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -341,7 +363,7 @@ def run(args, progress=print) -> dict:
         if name not in CONFIGS:
             raise SystemExit(f"wganx bench: unknown config {name!r}; choose from: {', '.join(CONFIGS)}")
     variants = list(args.variant or VARIANTS)
-    warmup = 1 if args.quick else args.warmup
+    warmup = 1 if args.quick else (args.warmup if args.warmup is not None else (2 if args.context == "cpu" else 5))
     windows = 1 if args.quick else args.windows
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     load_before = os.getloadavg()
@@ -356,7 +378,7 @@ def run(args, progress=print) -> dict:
                 for variant in order:
                     job = {"backend": backend, "config": name, "variant": variant, "spec": spec,
                            "warmup": warmup, "windows": windows, "penalty": args.penalty and variant != "trainer",
-                           "compile": None}
+                           "compile": None, "threads": args.threads}
                     progress(f"[round {r + 1}/{args.repeats}] {backend} {name} {variant} ...")
                     res = _run_job(job, args.timeout, args.in_process)
                     res["round"], res["load"] = r, list(os.getloadavg())
@@ -368,7 +390,8 @@ def run(args, progress=print) -> dict:
                 if args.torch_compile and backend == "torch":
                     for what in ("generator",):
                         job = {"backend": backend, "config": name, "variant": f"plain-compile-{what}", "spec": spec,
-                               "warmup": warmup + 1, "windows": windows, "penalty": False, "compile": what}
+                               "warmup": warmup + 1, "windows": windows, "penalty": False, "compile": what,
+                               "threads": args.threads}
                         progress(f"[round {r + 1}/{args.repeats}] {backend} {name} plain+torch.compile({what}) ...")
                         res = _run_job(dict(job, variant="plain"), args.timeout, args.in_process)
                         res["variant"], res["round"], res["load"] = job["variant"], r, list(os.getloadavg())
@@ -378,7 +401,8 @@ def run(args, progress=print) -> dict:
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": _machine(args), "versions": _versions(backends),
             "settings": {"context": args.context, "device_id": args.device_id, "type_config": args.type_config,
-                         "repeats": args.repeats, "warmup": warmup, "in_process": args.in_process, "windows": windows, "quick": args.quick,
+                         "repeats": args.repeats, "warmup": warmup, "in_process": args.in_process,
+                         "threads": args.threads, "windows": windows, "quick": args.quick,
                          "iters": {n: _spec_for(n, args)["iters"] for n in configs}},
             "load": {"before": list(load_before), "after": list(os.getloadavg()),
                      "during": [x["load"][0] for x in runs]},
@@ -425,7 +449,7 @@ def _aggregate(runs) -> List[dict]:
 def format_table(report) -> str:
     """A Markdown table of the results (``docs/speed.md``-ready)."""
     lines = ["| backend | config | plain it/s | wganx it/s | wganx/plain | Trainer it/s | Trainer/plain "
-             "| peak RSS MiB (plain / wganx / Trainer) | critic step gp/none ms (plain; wganx) |",
+             "| peak MiB (plain / wganx / Trainer) | critic step gp/none ms (plain; wganx) |",
              "|---|---|---|---|---|---|---|---|---|"]
 
     def rate(e):
@@ -458,6 +482,10 @@ def format_table(report) -> str:
     where = machine.get("gpu") or machine.get("cpu") or machine.get("processor") or "?"
     load = report["load"]
     lines.append("")
+    lines.append("Peak memory: max RSS of each run's process on the CPU, torch.cuda.max_memory_allocated "
+                 "(TensorFlow: the GPU allocator's peak) on a GPU. Critic step: median ms of one critic "
+                 "update with the gp penalty / with none.")
+    lines.append("")
     lines.append(f"Generator iterations per second (median, min-max over {report['settings']['repeats']} "
                  f"interleaved rounds x {report['settings']['windows']} windows); {where}, "
                  f"{machine['cpu_count']} CPUs, context {report['settings']['context']}, "
@@ -478,7 +506,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iters", type=int, default=0,
                         help="generator iterations per timed window (default: per configuration)")
     parser.add_argument("--windows", type=int, default=2, help="timed windows per subprocess (default: 2)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up iterations (default: 2)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed warm-up iterations (default: 2 on the CPU, 5 on a GPU)")
     parser.add_argument("-c", "--context", default="cpu", choices=("cpu", "cuda", "cudnn"))
     parser.add_argument("-d", "--device-id", type=int, default=0)
     parser.add_argument("-t", "--type-config", default="float", choices=("float", "half"))
@@ -487,6 +516,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--torch-compile", action="store_true",
                         help="also time the plain torch loop with torch.compile on the generator")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round (for tests)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="intra-op threads of torch / OpenMP / MKL in each run (default: the framework's)")
     parser.add_argument("--in-process", action="store_true",
                         help="run every variant in this process (fast, for tests; peak RSS is not per run)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per subprocess (default: 1800)")

@@ -54,13 +54,18 @@ def gp0_penalty(ops, critic, real, fake, noise):
 
 def lp_penalty(ops, critic, real, fake, noise):
     """Petzka et al. 2018 (WGAN-LP, seed 002): one-sided ``E[max(0, ||grad D|| - 1)^2]``
-    at real and fake samples perturbed with Gaussian noise."""
-    x = ops.concat([real, fake], axis=0) + noise["lp_noise"]
-    return ops.mean(ops.maximum(grad_norm(ops, critic, x) - 1.0, 0.0) ** 2.0)
+    over the union of real and fake samples, each perturbed with Gaussian noise. The two
+    halves go through the critic separately so that a conditional critic sees each sample
+    with its own label."""
+    def one_sided(x):
+        return ops.mean(ops.maximum(grad_norm(ops, critic, x) - 1.0, 0.0) ** 2.0)
+
+    return 0.5 * (one_sided(real + noise["lp_real"]) + one_sided(fake + noise["lp_fake"]))
 
 
 def _lp_noise(rng, batch_size, shape):
-    return {"lp_noise": (LP_SIGMA * rng.standard_normal((2 * batch_size,) + tuple(shape))).astype(np.float32)}
+    size = (batch_size,) + tuple(shape)
+    return {key: (LP_SIGMA * rng.standard_normal(size)).astype(np.float32) for key in ("lp_real", "lp_fake")}
 
 
 def r1_penalty(ops, critic, real, fake, noise):

@@ -1,0 +1,1 @@
+"""NNabla backend for wganx. Importing this package does not import nnabla."""
