@@ -12,6 +12,7 @@ with a float exponent; everything else goes through these methods.
 from __future__ import annotations
 
 import abc
+import contextlib
 
 
 class Ops(abc.ABC):
@@ -128,6 +129,16 @@ class Ops(abc.ABC):
     @abc.abstractmethod
     def stop_gradient(self, x):
         """``x`` in the forward pass, no gradient through it."""
+
+    def no_grad(self):
+        """A context in which nothing is recorded for differentiation.
+
+        The critic step runs the generator inside it: recording that graph only to cut it
+        with :meth:`stop_gradient` costs time and memory (measured in PyTorch: 5 to 15% of
+        a critic step). Backends whose :meth:`stop_gradient` already prunes the graph
+        (TensorFlow inside a tape, NNabla's ``need_grad=False``) keep this default.
+        """
+        return contextlib.nullcontext()
 
     @abc.abstractmethod
     def input_grad(self, fn, x):

@@ -61,7 +61,8 @@ def critic_objective(ops, program: Program, pg: Mapping, pd: Mapping, inputs: Ma
     """
     G, D = program.arch.generator, program.arch.critic
     labels = _labels(inputs)
-    fake = ops.stop_gradient(G.forward(ops, pg, inputs["z"], training=True, labels=labels))
+    with ops.no_grad():
+        fake = ops.stop_gradient(G.forward(ops, pg, inputs["z"], training=True, labels=labels))
 
     def critic(x):
         return D.forward(ops, pd, x, training=True, labels=labels)

@@ -31,8 +31,8 @@ class TorchOps(Ops):
         return F.conv_transpose2d(x, w, b, stride=stride, padding=pad)
 
     def affine(self, x, w, b=None):
-        y = torch.flatten(x, 1) @ w
-        return y if b is None else y + b
+        x = torch.flatten(x, 1)
+        return x @ w if b is None else torch.addmm(b, x, w)  # one fused kernel
 
     def embedding(self, labels, w):
         return F.embedding(labels, w)
@@ -104,6 +104,9 @@ class TorchOps(Ops):
 
     def stop_gradient(self, x):
         return x.detach()
+
+    def no_grad(self):
+        return torch.no_grad()
 
     def input_grad(self, fn, x):
         if not x.requires_grad:
