@@ -1,0 +1,1 @@
+"""TensorFlow backend for wganx. Importing this package does not import tensorflow."""

@@ -1,0 +1,606 @@
+"""The TensorFlow backend: ops on NHWC tensors with NCHW semantics, steps as ``tf.function``.
+
+TensorFlow's CPU kernels only convolve NHWC, so every 4-D tensor inside this backend is an
+NHWC image; the ops translate the NCHW axes and shapes of :mod:`wganx.ops` (``flatten``
+transposes back to NCHW first, so affine weights keep their canonical layout). Weights live
+as ``tf.Variable`` in TensorFlow's layouts (conv HWIO, transposed conv ``[h, w, out, in]``)
+and cross the seam as canonical OIHW / IOHW numpy. Each step is one ``tf.function`` traced
+once from the program's input shapes, optionally compiled by XLA, with the optimizer update
+of :mod:`wganx.optim` written out inside it. Gradient penalties nest a ``tf.GradientTape``
+in the step's tape.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
+os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")  # see wganx/__init__
+
+import re  # noqa: E402
+from typing import Dict, Optional  # noqa: E402
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from wganx.backend import Backend, Session  # noqa: E402
+from wganx.errors import BackendUnavailableError, WganxError  # noqa: E402
+from wganx.ops import Ops  # noqa: E402
+from wganx.program import Program, critic_objective, generator_objective, split_params  # noqa: E402
+
+TO_NHWC = (0, 2, 3, 1)
+TO_NCHW = (0, 3, 1, 2)
+NCHW_TO_NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
+# Canonical OIHW (conv) and IOHW (deconv) both become TensorFlow's layout by one transpose:
+# OIHW -> HWIO (tf.nn.conv2d) and IOHW -> HWOI (tf.nn.conv2d_transpose's [h, w, out, in]).
+TO_TF_KERNEL = (2, 3, 1, 0)
+FROM_TF_KERNEL = (3, 2, 0, 1)
+
+# "1"/"0" forces XLA on/off; unset picks the default measured faster for the device.
+XLA_ENV = "WGANX_TF_XLA"
+
+
+def _is_image(x) -> bool:
+    return x.shape.rank == 4
+
+
+def _axis(x, axis: int) -> int:
+    rank = x.shape.rank
+    axis = axis + rank if axis < 0 else axis
+    return NCHW_TO_NHWC_AXIS[axis] if rank == 4 else axis
+
+
+def _moments(x, axes, keepdims=False):
+    """Mean and biased variance. Not ``tf.nn.moments``: it stops the gradient through the
+    mean inside the variance, harmless for first derivatives but wrong for the second ones
+    that gradient penalties take through layer and instance norm."""
+    m = tf.reduce_mean(x, axes, keepdims=True)
+    v = tf.reduce_mean(tf.square(x - m), axes, keepdims=keepdims)
+    return (m if keepdims else tf.squeeze(m, axes)), v
+
+
+def _static(dim):
+    return dim if dim is not None else -1
+
+
+class TensorFlowOps(Ops):
+    """:class:`wganx.ops.Ops` on TensorFlow tensors; 4-D tensors are NHWC inside."""
+
+    name = "tensorflow"
+
+    def __init__(self):
+        self.grad_scale = None  # mixed precision: scale D before input gradients
+        self.compute_dtype = None  # mixed precision: tf.float16 for convolutions and matmuls
+        self.update_stats = True  # False while tracing gradients(): batch norm leaves its stats
+
+    # -- mixed precision ------------------------------------------------------------------
+    def _low(self, *ts):
+        if self.compute_dtype is None:
+            return ts
+        return tuple(tf.cast(t, self.compute_dtype) for t in ts)
+
+    @staticmethod
+    def _like(y, dtype):
+        return y if y.dtype == dtype else tf.cast(y, dtype)
+
+    @staticmethod
+    def _bias(y, b):
+        return y if b is None else tf.nn.bias_add(y, tf.cast(b, y.dtype))
+
+    # -- layers ---------------------------------------------------------------------------
+    def conv2d(self, x, w, b=None, *, stride=1, pad=0):
+        xc, wc = self._low(x, w)
+        padding = [[0, 0], [pad, pad], [pad, pad], [0, 0]] if pad else "VALID"
+        y = tf.nn.conv2d(xc, wc, strides=stride, padding=padding)
+        return self._bias(self._like(y, x.dtype), b)
+
+    def deconv2d(self, x, w, b=None, *, stride=1, pad=0):
+        xc, wc = self._low(x, w)
+        n = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
+        h, wd = int(x.shape[1]), int(x.shape[2])
+        kh, kw, out = int(w.shape[0]), int(w.shape[1]), int(w.shape[2])
+        ho, wo = (h - 1) * stride + kh, (wd - 1) * stride + kw
+        y = tf.nn.conv2d_transpose(xc, wc, tf.stack([n, ho, wo, out]), strides=stride, padding="VALID")
+        if pad:
+            y = y[:, pad:ho - pad, pad:wo - pad, :]
+        return self._bias(self._like(y, x.dtype), b)
+
+    def affine(self, x, w, b=None):
+        x = self.flatten(x)
+        xc, wc = self._low(x, w)
+        y = self._like(tf.matmul(xc, wc), x.dtype)
+        return y if b is None else y + tf.cast(b, y.dtype)
+
+    def embedding(self, labels, w):
+        return tf.gather(w, labels)
+
+    # -- resampling -----------------------------------------------------------------------
+    @staticmethod
+    def _repeat(x, k):
+        _, h, w, c = x.shape
+        y = tf.tile(tf.reshape(x, [-1, h, 1, w, 1, c]), [1, 1, k, 1, k, 1])
+        return tf.reshape(y, [-1, h * k, w * k, c])
+
+    @staticmethod
+    def _linear_axis(x, k, axis):
+        """Half-pixel linear upsampling by ``k`` along ``axis`` (edges replicated).
+
+        Built from slices and weighted sums, so it is differentiable to any order (the
+        ``ResizeBilinearGrad`` op has no gradient) and keeps float64 (``tf.image.resize``
+        returns float32); equal to ``tf.image.resize(method="bilinear")`` and PyTorch's
+        ``bilinear, align_corners=False``.
+        """
+        size = int(x.shape[axis])
+        first = tf.gather(x, [0], axis=axis)
+        last = tf.gather(x, [size - 1], axis=axis)
+        padded = tf.concat([first, x, last], axis=axis)
+        begin = [0] * 4
+
+        def window(start):
+            b = list(begin)
+            b[axis] = start
+            s = [-1] * 4
+            s[axis] = size
+            return tf.slice(padded, b, s)
+
+        prev, nxt = window(0), window(2)
+        phases = []
+        for r in range(k):
+            d = (r + 0.5) / k - 0.5  # source offset of output phase r
+            if d < 0:
+                phases.append(prev * (-d) + x * (1.0 + d))
+            elif d > 0:
+                phases.append(x * (1.0 - d) + nxt * d)
+            else:
+                phases.append(x)
+        y = tf.stack(phases, axis=axis + 1)
+        shape = [_static(s) for s in x.shape]
+        shape[axis] = size * k
+        shape[0] = -1
+        return tf.reshape(y, shape)
+
+    def interpolate(self, x, scale, mode):
+        if mode == "nearest":
+            return self._repeat(x, int(scale))
+        if mode == "linear":
+            return self._linear_axis(self._linear_axis(x, int(scale), 2), int(scale), 1)
+        raise ValueError(f"unknown interpolation mode {mode!r}; choose one of: linear, nearest")
+
+    def unpool(self, x, kernel):
+        return self._repeat(x, int(kernel))
+
+    def avg_pool(self, x, kernel):
+        return tf.nn.avg_pool2d(x, kernel, kernel, "VALID")
+
+    # -- normalisation --------------------------------------------------------------------
+    def batch_norm(self, x, gamma, beta, mean, var, *, training, decay=0.9, eps=1e-5):
+        rank = x.shape.rank
+        channel = rank - 1 if rank == 4 else 1
+        axes = [a for a in range(rank) if a != channel]
+        if training:
+            m, v = _moments(x, axes)
+            if self.update_stats and hasattr(mean, "assign"):
+                count = 1
+                for a in axes:
+                    count *= int(x.shape[a])
+                bm, bv = tf.stop_gradient(m), tf.stop_gradient(v) * (count / max(count - 1, 1))
+                mean.assign(decay * mean + (1.0 - decay) * tf.cast(bm, mean.dtype))
+                var.assign(decay * var + (1.0 - decay) * tf.cast(bv, var.dtype))
+        else:
+            m, v = tf.cast(mean, x.dtype), tf.cast(var, x.dtype)
+        if rank != 4 and rank > 2:  # (N, C, L...): channels on axis 1
+            shape = [1, -1] + [1] * (rank - 2)
+            m, v = tf.reshape(m, shape), tf.reshape(v, shape)
+            gamma, beta = tf.reshape(gamma, shape), tf.reshape(beta, shape)
+        return (x - m) * tf.math.rsqrt(v + eps) * gamma + beta
+
+    def layer_norm(self, x, gamma, beta, *, eps=1e-5):
+        m, v = _moments(x, list(range(1, x.shape.rank)), keepdims=True)
+        return (x - m) * tf.math.rsqrt(v + eps) * gamma + beta
+
+    def instance_norm(self, x, gamma, beta, *, eps=1e-5):
+        m, v = _moments(x, [1, 2], keepdims=True)
+        return (x - m) * tf.math.rsqrt(v + eps) * gamma + beta
+
+    # -- elementwise ----------------------------------------------------------------------
+    def relu(self, x):
+        return tf.nn.relu(x)
+
+    def leaky_relu(self, x, slope):
+        if x.dtype == tf.float64:  # the op's alpha attribute is float32: 0.2 -> 0.2000000030
+            return tf.where(x > 0, x, x * slope)
+        return tf.nn.leaky_relu(x, alpha=slope)
+
+    def tanh(self, x):
+        return tf.tanh(x)
+
+    def sigmoid(self, x):
+        return tf.sigmoid(x)
+
+    def softplus(self, x):
+        return tf.nn.softplus(x)
+
+    def sqrt(self, x):
+        return tf.sqrt(x)
+
+    def abs(self, x):
+        return tf.abs(x)
+
+    def maximum(self, x, value):
+        return tf.maximum(x, tf.cast(value, x.dtype))
+
+    # -- shapes and reductions ------------------------------------------------------------
+    def flatten(self, x):
+        if x.shape.rank == 2:
+            return x
+        if _is_image(x):
+            _, h, w, c = x.shape
+            if not (h == 1 and w == 1) and c != 1:
+                x = tf.transpose(x, TO_NCHW)
+        return tf.reshape(x, [-1, int(np.prod(x.shape[1:]))])
+
+    def reshape(self, x, shape):
+        if _is_image(x):
+            x = tf.transpose(x, TO_NCHW)
+        shape = [int(s) if not isinstance(s, tf.Tensor) else s for s in shape]
+        y = tf.reshape(x, shape)
+        return tf.transpose(y, TO_NHWC) if len(shape) == 4 else y
+
+    def concat(self, xs, axis):
+        xs = list(xs)
+        return tf.concat(xs, axis=_axis(xs[0], axis))
+
+    def sum(self, x, axes=None, keepdims=False):
+        if axes is None:
+            return tf.reduce_sum(x)
+        return tf.reduce_sum(x, axis=[_axis(x, a) for a in axes], keepdims=keepdims)
+
+    def mean(self, x, axes=None, keepdims=False):
+        if axes is None:
+            return tf.reduce_mean(x)
+        return tf.reduce_mean(x, axis=[_axis(x, a) for a in axes], keepdims=keepdims)
+
+    def shape(self, x):
+        dims = tuple(x.shape)
+        if len(dims) == 4:
+            n, h, w, c = dims
+            return (n, c, h, w)
+        return dims
+
+    # -- autodiff -------------------------------------------------------------------------
+    def stop_gradient(self, x):
+        return tf.stop_gradient(x)
+
+    def input_grad(self, fn, x):
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(x)
+            y = fn(x)
+            total = tf.reduce_sum(y)
+            if self.grad_scale is not None:  # mixed precision: scale, differentiate, unscale
+                total = total * tf.cast(self.grad_scale, total.dtype)
+        g = tape.gradient(total, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        if self.grad_scale is not None:
+            g = g / tf.cast(self.grad_scale, g.dtype)
+        return y, g
+
+
+def _variable_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-/]", "_", name)
+
+
+def _to_tf(value: np.ndarray) -> np.ndarray:
+    value = np.asarray(value)
+    return value.transpose(TO_TF_KERNEL) if value.ndim == 4 else value
+
+
+def _from_tf(value: np.ndarray) -> np.ndarray:
+    return value.transpose(FROM_TF_KERNEL) if value.ndim == 4 else value
+
+
+class TensorFlowBackend(Backend):
+    """TensorFlow 2 on the CPU or an NVIDIA GPU (``cuda`` and ``cudnn`` both mean the GPU;
+    TensorFlow always convolves with cuDNN there).
+
+    Args:
+        jit_compile: compile the steps with XLA; None reads ``WGANX_TF_XLA`` ("1"/"0"),
+            else off (XLA measured about 15-50% slower on a 2-core CPU for seed 000's
+            model at batch 64; not yet measured on a GPU).
+        host_transpose: transpose NCHW images to NHWC with numpy before the step (True)
+            or inside the compiled step (False, the default; the two measured within the
+            noise of a shared 2-core CPU).
+    """
+
+    name = "tensorflow"
+
+    def __init__(self, context="cpu", device_id=0, type_config="float", *,
+                 jit_compile: Optional[bool] = None, host_transpose: bool = False):
+        super().__init__(context, device_id, type_config)
+        if context == "cpu":
+            if type_config == "half":
+                raise BackendUnavailableError(
+                    "-t half (mixed precision) needs -c cuda or -c cudnn with tensorflow")
+            self.device = "/CPU:0"
+        else:
+            gpus = tf.config.list_physical_devices("GPU")
+            if not gpus:
+                raise BackendUnavailableError(
+                    f"-c {context} needs a GPU, but this tensorflow ({tf.__version__}) sees none; "
+                    "install a CUDA build (pip install 'tensorflow[and-cuda]') on a machine with "
+                    "an NVIDIA GPU")
+            if device_id >= len(gpus):
+                raise BackendUnavailableError(f"-d {device_id}: only {len(gpus)} GPU(s) visible")
+            self.device = f"/GPU:{device_id}"
+        self.dtype = tf.float64 if type_config == "double" else tf.float32
+        if jit_compile is None:
+            env = os.environ.get(XLA_ENV, "").strip().lower()
+            if env in ("1", "true", "yes", "on"):
+                jit_compile = True
+            elif env in ("0", "false", "no", "off"):
+                jit_compile = False
+            else:  # measured slower on the CPU (seed 000 arch, batch 64); not measured on a GPU
+                jit_compile = False
+        self.jit_compile = bool(jit_compile)
+        self.host_transpose = bool(host_transpose)
+        self.ops = TensorFlowOps()
+
+    def versions(self):
+        return {"tensorflow": tf.__version__}
+
+    def compile(self, program: Program, seed: int = 0) -> "TensorFlowSession":
+        return TensorFlowSession(self, program, seed)
+
+
+class TensorFlowSession(Session):
+    def __init__(self, backend: TensorFlowBackend, program: Program, seed: int):
+        self.backend, self.program, self.ops = backend, program, backend.ops
+        self.device, self.dtype = backend.device, backend.dtype
+        self.np_dtype = self.dtype.as_numpy_dtype
+        self.half = backend.type_config == "half"
+        self.host_transpose = backend.host_transpose
+        self.clip = program.regularizer.clip
+        self.optim = {"generator": program.generator_optimizer, "critic": program.critic_optimizer}
+        for cfg in self.optim.values():
+            if cfg.kind not in ("adam", "rmsprop"):
+                raise WganxError(f"unknown optimizer {cfg.kind!r}; choose one of: adam, rmsprop")
+        self.params: Dict[str, tf.Variable] = {}
+        self.trainable = {"generator": [], "critic": []}
+        with tf.device(self.device):
+            for net, network in (("generator", program.arch.generator), ("critic", program.arch.critic)):
+                for name, spec in sorted(network.params.items()):
+                    full = f"{net}/{name}"
+                    shape = tuple(spec.shape)
+                    if len(shape) == 4:
+                        shape = tuple(shape[i] for i in TO_TF_KERNEL)
+                    self.params[full] = tf.Variable(tf.zeros(shape, self.dtype), trainable=spec.trainable,
+                                                    name=_variable_name(full))
+                    if spec.trainable:
+                        self.trainable[net].append(full)
+            self.slots = {net: {slot: [tf.Variable(tf.zeros_like(self.params[n]), trainable=False,
+                                                   name=_variable_name(f"optimizer/{n}/{slot}"))
+                                       for n in names]
+                                for slot in self.optim[net].slots()}
+                          for net, names in self.trainable.items()}
+            self.steps = {net: tf.Variable(0, dtype=tf.int64, trainable=False,
+                                           name=f"optimizer/{net}/t") for net in self.trainable}
+            self.loss_scale = (tf.Variable(2.0 ** 16, dtype=tf.float32, trainable=False, name="loss_scale")
+                               if self.half else None)
+        self.pg, self.pd = split_params(self.params)
+        self.vars = {net: [self.params[n] for n in names] for net, names in self.trainable.items()}
+
+        # autograph off: the objectives are plain Python with no tensor-dependent control flow,
+        # and autograph's conversion of plugin code is a needless hazard.
+        jit = backend.jit_compile
+        self._step_fns, self._grad_fns = {}, {}
+        for step in ("critic", "generator"):
+            sig = [self._signature(step)]
+            self._step_fns[step] = tf.function(self._make_train(step), input_signature=sig,
+                                               jit_compile=jit, autograph=False)
+            self._grad_fns[step] = tf.function(self._make_gradients(step), input_signature=sig,
+                                               jit_compile=jit, autograph=False)
+        self._generate_fn = tf.function(self._generate, autograph=False)
+        self._critic_fn = tf.function(self._critic_values, autograph=False)
+        self._input_grad_fn = tf.function(self._input_gradient, autograph=False)
+
+    # -- state ------------------------------------------------------------------------------
+    def set_state(self, arrays):
+        for name, value in arrays.items():
+            if name in self.params:
+                var = self.params[name]
+                value = np.asarray(value)
+                expected = _from_tf(np.empty(tuple(var.shape), np.int8)).shape
+                if tuple(value.shape) != tuple(expected):
+                    raise WganxError(f"{name}: expected shape {tuple(expected)}, got {tuple(value.shape)}")
+                var.assign(_to_tf(value).astype(self.np_dtype))
+            elif name.startswith("optimizer/"):
+                _, net, rest = name.split("/", 2)
+                if net not in self.steps:
+                    continue
+                if rest == "t":
+                    self.steps[net].assign(int(np.asarray(value)))
+                    continue
+                pname, slot = rest.rsplit("/", 1)
+                idx = self.trainable[net].index(f"{net}/{pname}")
+                self.slots[net][slot][idx].assign(_to_tf(np.asarray(value)).astype(self.np_dtype))
+            elif name == "loss_scale" and self.half:
+                self.loss_scale.assign(float(np.asarray(value)))
+
+    def get_state(self):
+        out = {k: _from_tf(v.numpy()).astype(np.float32) for k, v in self.params.items()}
+        for net, names in self.trainable.items():
+            out[f"optimizer/{net}/t"] = np.asarray(self.steps[net].numpy(), np.float32)
+            for slot, variables in self.slots[net].items():
+                for name, v in zip(names, variables):
+                    local = name.split("/", 1)[1]
+                    out[f"optimizer/{net}/{local}/{slot}"] = _from_tf(v.numpy()).astype(np.float32)
+        return out
+
+    # -- inputs -----------------------------------------------------------------------------
+    def _signature(self, step):
+        program = self.program
+        shapes = {k: (tuple(s), tf.int64 if k == "labels" else self.dtype)
+                  for k, s in program.input_shapes(step).items()}
+        if step == "critic":  # the noise's shapes, from a throwaway generator
+            noise = program.regularizer.sample_noise(np.random.default_rng(0), program.batch_size,
+                                                     tuple(program.arch.sample_shape))
+            for k, v in noise.items():
+                v = np.asarray(v)
+                shapes[k] = (v.shape, self.dtype if v.dtype.kind == "f" else tf.as_dtype(v.dtype))
+        spec = {}
+        for k, (shape, dtype) in shapes.items():
+            if self.host_transpose and len(shape) == 4:
+                shape = tuple(shape[i] for i in TO_NHWC)
+            spec[k] = tf.TensorSpec(shape, dtype, name=k)
+        return spec
+
+    def _feed(self, inputs):
+        """numpy (NCHW) -> arrays of the session's dtype (NHWC already when host_transpose)."""
+        out = {}
+        for k, v in inputs.items():
+            v = np.asarray(v)
+            if v.dtype.kind == "f":
+                v = v.astype(self.np_dtype, copy=False)
+                if self.host_transpose and v.ndim == 4:
+                    v = np.ascontiguousarray(v.transpose(TO_NHWC))
+            elif k == "labels":
+                v = v.astype(np.int64, copy=False)
+            out[k] = v
+        return out
+
+    def _graph_inputs(self, inputs):
+        if self.host_transpose:
+            return dict(inputs)
+        return {k: tf.transpose(v, TO_NHWC) if v.shape.rank == 4 else v for k, v in inputs.items()}
+
+    # -- steps (traced) ---------------------------------------------------------------------
+    def _objective(self, step, inputs):
+        fn = critic_objective if step == "critic" else generator_objective
+        if not self.half:
+            return fn(self.ops, self.program, self.pg, self.pd, inputs)
+        self.ops.grad_scale, self.ops.compute_dtype = self.loss_scale, tf.float16
+        try:
+            values = fn(self.ops, self.program, self.pg, self.pd, inputs)
+        finally:
+            self.ops.grad_scale, self.ops.compute_dtype = None, None
+        return {k: tf.cast(v, tf.float32) for k, v in values.items()}
+
+    def _grads(self, net, inputs):
+        variables = self.vars[net]
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(variables)
+            values = self._objective(net, self._graph_inputs(inputs))
+            loss = values["loss"]
+            if self.half:
+                loss = loss * self.loss_scale
+        grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        grads = [tf.convert_to_tensor(g) for g in grads]  # embeddings give IndexedSlices
+        if self.half:
+            grads = [g / tf.cast(self.loss_scale, g.dtype) for g in grads]
+        return values, grads
+
+    def _update(self, net, grads):
+        cfg, slots, params = self.optim[net], self.slots[net], self.vars[net]
+        t = self.steps[net]
+        t.assign_add(1)
+        if cfg.kind == "adam":
+            tt = tf.cast(t, tf.float64)
+            step = cfg.lr * tf.sqrt(1.0 - tf.pow(tf.constant(cfg.beta2, tf.float64), tt)) \
+                / (1.0 - tf.pow(tf.constant(cfg.beta1, tf.float64), tt))
+            step = tf.cast(step, self.dtype)
+            for p, g, m, v in zip(params, grads, slots["m"], slots["v"]):
+                m.assign(cfg.beta1 * m + (1.0 - cfg.beta1) * g)
+                v.assign(cfg.beta2 * v + (1.0 - cfg.beta2) * g * g)
+                p.assign_sub(step * m / (tf.sqrt(v) + cfg.eps))
+        else:  # rmsprop
+            for p, g, v in zip(params, grads, slots["v"]):
+                v.assign(cfg.rho * v + (1.0 - cfg.rho) * g * g)
+                p.assign_sub(cfg.lr * g / tf.sqrt(v + cfg.eps))
+        if net == "critic" and self.clip is not None:
+            for p in params:
+                p.assign(tf.clip_by_value(p, -self.clip, self.clip))
+
+    def _make_train(self, net):
+        def train(inputs):
+            self.ops.update_stats = True
+            values, grads = self._grads(net, inputs)
+            if self.half:
+                finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+
+                def apply():
+                    self._update(net, grads)
+                    return tf.constant(True)
+
+                def skip():  # skip this update and halve the scale, as GradScaler does
+                    self.loss_scale.assign(self.loss_scale / 2.0)
+                    return tf.constant(False)
+
+                tf.cond(finite, apply, skip)
+            else:
+                self._update(net, grads)
+            return values
+        train.__name__ = f"{net}_step"
+        return train
+
+    def _make_gradients(self, net):
+        def gradients(inputs):
+            self.ops.update_stats = False  # gradients() updates nothing, running stats included
+            try:
+                return self._grads(net, inputs)
+            finally:
+                self.ops.update_stats = True
+        gradients.__name__ = f"{net}_gradients"
+        return gradients
+
+    def _run(self, fn, inputs):
+        with tf.device(self.device):
+            return fn(self._feed(inputs))
+
+    def critic_step(self, inputs):
+        return self._run(self._step_fns["critic"], inputs)
+
+    def generator_step(self, inputs):
+        return self._run(self._step_fns["generator"], inputs)
+
+    def fetch(self, values):
+        return {k: float(np.asarray(v.numpy() if hasattr(v, "numpy") else v).reshape(()))
+                for k, v in values.items()}
+
+    def gradients(self, step, inputs):
+        values, grads = self._run(self._grad_fns[step], inputs)
+        return (self.fetch(values),
+                {n: _from_tf(g.numpy()) for n, g in zip(self.trainable[step], grads)})
+
+    # -- inference --------------------------------------------------------------------------
+    def _generate(self, inputs):
+        return self.program.arch.generator.forward(self.ops, self.pg, inputs["z"], training=False,
+                                                   labels=inputs.get("labels"))
+
+    def _critic_values(self, inputs):
+        inputs = self._graph_inputs(inputs)
+        return self.program.arch.critic.forward(self.ops, self.pd, inputs["x"], training=False,
+                                                labels=inputs.get("labels"))
+
+    def _input_gradient(self, inputs):
+        inputs = self._graph_inputs(inputs)
+        critic = self.program.arch.critic
+        _, g = self.ops.input_grad(
+            lambda v: critic.forward(self.ops, self.pd, v, training=False, labels=inputs.get("labels")),
+            inputs["x"])
+        return g
+
+    def _numpy(self, y):
+        """NCHW numpy in the session's dtype (float64 for ``-t double``), float32 otherwise."""
+        y = y.numpy()
+        y = y.transpose(TO_NCHW) if y.ndim == 4 else y
+        return y.astype(self.np_dtype, copy=False)
+
+    @staticmethod
+    def _with_labels(key, x, labels):
+        return {key: x} if labels is None else {key: x, "labels": labels}
+
+    def generate(self, z, labels=None):
+        return self._numpy(self._run(self._generate_fn, self._with_labels("z", z, labels)))
+
+    def critic_values(self, x, labels=None):
+        return self._numpy(self._run(self._critic_fn, self._with_labels("x", x, labels)))
+
+    def input_gradient(self, x, labels=None):
+        return self._numpy(self._run(self._input_grad_fn, self._with_labels("x", x, labels)))
