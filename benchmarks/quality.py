@@ -43,10 +43,10 @@ def available_backends():
     return [e.name for e in registry().entries("backend") if e.availability()[0]]
 
 
-def toy_config(backend, dataset, iters, folder, seed):
+def toy_config(backend, dataset, iters, folder, seed, maps=512):
     from wganx.config import TrainConfig
 
-    return TrainConfig(backend=backend, dataset=dataset, arch="mlp", maps=512, latent=2, batch_size=256,
+    return TrainConfig(backend=backend, dataset=dataset, arch="mlp", maps=maps, latent=2, batch_size=256,
                        lrg=1e-4, lrd=1e-4, beta1=0.5, beta2=0.9, n_critic=5, lambda_=0.1, max_iter=iters,
                        monitor_path=str(folder), save_interval=iters, log_interval=max(1, iters // 10),
                        num_samples=64, progress=False, seed=seed)
@@ -101,6 +101,7 @@ def main(argv=None) -> int:
     p.add_argument("--eval-samples", type=int, default=5000, help="MNIST samples evaluated (default 5000)")
     p.add_argument("--out", default=str(ROOT / "docs" / "results"), help="where quality.md and images go")
     p.add_argument("--work", help="folder for the training runs (default: a temporary one)")
+    p.add_argument("--toy-maps", type=int, default=512, help="MLP width of the toy runs (the paper: 512)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
             folder = work / f"{dataset}-{backend}"
             print(f"[{dataset} / {backend}] training {args.toy_iters} iterations", flush=True)
             try:
-                values, seconds, _ = run_one(toy_config(backend, dataset, args.toy_iters, folder, args.seed),
+                values, seconds, _ = run_one(toy_config(backend, dataset, args.toy_iters, folder, args.seed, args.toy_maps),
                                              ev, 2500, args.seed)
             except Exception as exc:  # a backend in progress must not stop the others
                 failures.append(f"{dataset} / {backend}: {type(exc).__name__}: {exc}")
@@ -162,9 +163,9 @@ def main(argv=None) -> int:
              f"(Python {platform.python_version()}); backends: {', '.join(backends)}.", "",
              "Reproduce from the repository root:", "", "```",
              f"python benchmarks/quality.py --backends {','.join(backends)} --toy-iters {args.toy_iters} "
-             f"--mnist-iters {args.mnist_iters} --eval-samples {args.eval_samples} --seed {args.seed}", "```", ""]
+             f"--toy-maps {args.toy_maps} --mnist-iters {args.mnist_iters} --eval-samples {args.eval_samples} --seed {args.seed}", "```", ""]
     lines += ["## Toy mixtures (WGAN-GP paper settings)", "",
-              f"MLP 3x512 ReLU (G and D), latent 2, batch 256, Adam 1e-4 (0.5, 0.9), n_critic 5, lambda 0.1, "
+              f"MLP 3x{args.toy_maps} ReLU (G and D), latent 2, batch 256, Adam 1e-4 (0.5, 0.9), n_critic 5, lambda 0.1, "
               f"**{args.toy_iters} generator iterations** (the paper: 100,000), seed {args.seed}. Metrics on 2,500 "
               "samples: a mode is covered with at least 20 high-quality samples (within 3 std); a perfect sampler "
               "scores all modes and a high-quality share of 0.989.", "",

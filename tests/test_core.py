@@ -240,3 +240,13 @@ def test_checkpoint_errors_are_clear(tmp_path):
 def test_python_dash_m_and_version():
     out = run_cli("--version")
     assert out.returncode == 0 and out.stdout.strip() == f"wganx {wganx.__version__}"
+
+
+def test_standard_backend_not_installed_says_what_to_install():
+    reg = Registry.from_plugins([], entry_points=False)
+    from wganx.errors import BackendUnavailableError
+
+    with pytest.raises(BackendUnavailableError, match="pip install wganx-nnabla.*Python 3.8 to 3.10"):
+        reg.entry("backend", "nnabla")
+    assert set(reg.missing_standard_backends()) == {"torch", "tensorflow", "nnabla"}
+    assert not set(wganx.registry().missing_standard_backends()) & set(available_backends())

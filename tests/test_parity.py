@@ -137,3 +137,21 @@ def test_all_backends_in_one_process_in_any_import_order(order):
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
+
+
+def test_gradients_update_nothing(backend_name):
+    """``Session.gradients`` leaves every parameter and running statistic as it was."""
+    reg = wganx.registry()
+    case = parity.Case("nnabla-cifar", up="nearest")
+    program = parity.program_for(case, reg)
+    session = load_backend(backend_name).compile(program)
+    rng = np.random.default_rng(0)
+    session.set_state(initial_arrays(program, rng))
+    before = session.get_state()
+    real = rng.uniform(-1, 1, (parity.BATCH,) + program.arch.sample_shape).astype(np.float32)
+    session.gradients("critic", step_inputs(program, "critic", rng, real))
+    session.gradients("generator", step_inputs(program, "generator", rng))
+    after = session.get_state()
+    assert sorted(after) == sorted(before)
+    for key, value in before.items():
+        np.testing.assert_array_equal(after[key], value, err_msg=key)

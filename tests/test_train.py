@@ -260,3 +260,15 @@ def test_batch_norm_critic_with_penalty_is_refused():
         make_program(arch="bn-critic", arch_config=ArchConfig(), reg=custom)
     make_program(arch="bn-critic", arch_config=ArchConfig(), regularizer="clip", reg=custom)
     make_program(arch="bn-critic", arch_config=ArchConfig(), allow_critic_batch_norm=True, reg=custom)
+
+
+def test_tensorboard_event_files_hold_the_losses(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    train(tiny_config(tmp_path, arch="mlp", max_iter=2, save_interval=2, tensorboard=True))
+    files = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(files) == 1
+    tags = {(event.step, value.tag) for event in EventFileLoader(str(files[0])).Load()
+            for value in event.summary.value}
+    assert {(1, "critic_loss"), (2, "generator_loss"), (2, "penalty")} <= tags

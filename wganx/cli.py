@@ -113,7 +113,11 @@ def _cmd_plugins(args) -> int:
     from .plugins import registry
 
     rows = []
-    for entry in registry().entries():
+    reg = registry()
+    for name, why in reg.missing_standard_backends().items():
+        rows.append({"kind": "backend", "name": name, "package": f"wganx-{name}", "version": "",
+                     "available": False, "reason": why, "description": ""})
+    for entry in reg.entries():
         ok, why = entry.availability()
         rows.append({"kind": entry.kind, "name": entry.name, "package": entry.package,
                      "version": entry.version, "available": ok, "reason": why,

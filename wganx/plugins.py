@@ -32,6 +32,16 @@ KINDS = {
 }
 
 
+# The backends this project ships as separate distributions: named even when not installed,
+# so that ``wganx plugins`` and ``--backend`` say what to install instead of "unknown".
+STANDARD_BACKENDS = {
+    "torch": "wganx-torch is not installed: pip install wganx-torch (or wganx[torch])",
+    "tensorflow": "wganx-tensorflow is not installed: pip install wganx-tensorflow (or wganx[tensorflow])",
+    "nnabla": "wganx-nnabla is not installed: pip install wganx-nnabla (or wganx[nnabla]); "
+              "nnabla needs Python 3.8 to 3.10",
+}
+
+
 class PluginLoadWarning(UserWarning):
     """A plugin distribution failed to load and was skipped."""
 
@@ -136,8 +146,16 @@ class Registry:
     def entry(self, kind: str, name: str) -> Entry:
         table = self._entries[self._kind(kind)]
         if name not in table:
+            if kind == "backend" and name in STANDARD_BACKENDS:
+                from .errors import BackendUnavailableError
+
+                raise BackendUnavailableError(f"backend {name!r} is unavailable: {STANDARD_BACKENDS[name]}")
             raise UnknownNameError(kind, name, table)
         return table[name]
+
+    def missing_standard_backends(self) -> Dict[str, str]:
+        """Standard backends whose distribution is not installed, with what to install."""
+        return {n: why for n, why in STANDARD_BACKENDS.items() if n not in self._entries["backend"]}
 
     def get(self, kind: str, name: str):
         """The record of ``kind`` called ``name``; unknown names list the choices."""

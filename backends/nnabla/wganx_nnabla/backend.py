@@ -599,7 +599,12 @@ class NNablaSession(Session):
         return out
 
     def gradients(self, step, inputs):
+        # "Without updating anything": batch norm's forward updates its running statistics
+        # in place, so they are put back afterwards.
+        running = {n: np.array(v.d) for n, v in self.params.items() if not v.need_grad}
         graph = self._forward_backward(step, inputs)
+        for n, value in running.items():
+            self.params[n].d = value
         scale = 1.0 if self.loss_scale is None else 1.0 / self.loss_scale
         grads = {f"{step}/{n}": np.array(p.g, np.float32) * scale for n, p in self.trainable[step].items()}
         return self.fetch(graph.outputs), grads

@@ -292,8 +292,12 @@ class TorchSession(Session):
         return {k: float(x) for k, x in zip(keys, stacked)}
 
     def gradients(self, step, inputs):
+        running = {k: v.detach().clone() for k, v in self.params.items() if not v.requires_grad}
         values = self._objective(step, self._inputs(inputs))
         grads = self._grads(step, values)
+        with torch.no_grad():  # "without updating anything": batch norm's running statistics too
+            for k, v in running.items():
+                self.params[k].copy_(v)
         return (self.fetch({k: v.detach() for k, v in values.items()}),
                 {n: g.detach().cpu().numpy() for n, g in zip(self.trainable[step], grads)})
 
