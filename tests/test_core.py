@@ -15,7 +15,7 @@ from wganx.optim import OptimizerConfig, reference_update
 from wganx.plugins import PluginLoadWarning, Registry
 from wganx.records import LossSpec
 
-from conftest import REPO, available_backends, run_cli
+from conftest import available_backends, run_cli
 
 FRAMEWORKS = ("torch", "tensorflow", "nnabla")
 

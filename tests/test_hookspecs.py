@@ -9,7 +9,7 @@ import pytest
 
 import wganx
 from wganx import hookspecs, records
-from wganx.plugins import KINDS, Registry
+from wganx.plugins import KINDS
 
 # hook -> the record type its implementations must return
 RECORD = {

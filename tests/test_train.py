@@ -2,7 +2,6 @@
 divergence and bad input."""
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -214,7 +213,6 @@ def test_bad_input_is_one_line_before_training(flags, message, tmp_path):
 
 
 def test_truncated_dataset_file_is_a_clear_error(tmp_path, shared_data):
-    import gzip
 
     folder = tmp_path / "mnist"
     folder.mkdir()

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from dataclasses import MISSING, fields
 from typing import List, Optional
 

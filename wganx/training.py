@@ -14,7 +14,6 @@ import platform
 import signal
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Optional
 

@@ -6,7 +6,7 @@ double backward"), so the penalty steps run eagerly; optimizer updates are fused
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional
+from typing import Dict
 
 import numpy as np
 import torch
