@@ -9,7 +9,8 @@ PY := $(VENV)/bin/python
 WGANX := $(VENV)/bin/wganx
 # Python 3.10: NNabla ships wheels for CPython 3.8 to 3.10 only.
 BASE_PYTHON ?= $(shell \
-	for p in "$$(pyenv root 2>/dev/null)/versions/$(PYTHON_VERSION)"*/bin/python python$(PYTHON_VERSION); do \
+	for p in "$$(pyenv root 2>/dev/null)/versions/$(PYTHON_VERSION)"*/bin/python \
+		"$${PYENV_ROOT:-$$HOME/.pyenv}/versions/$(PYTHON_VERSION)"*/bin/python python$(PYTHON_VERSION); do \
 		if command -v "$$p" >/dev/null 2>&1; then echo "$$p"; break; fi; done)
 DISTRIBUTIONS := -e . -e backends/torch -e backends/tensorflow -e backends/nnabla -e plugins/example
 RESULTS ?= results/quickstart
