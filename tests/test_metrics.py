@@ -417,3 +417,14 @@ def test_registered_metrics():
     out = registry.get("metric", "inception-score").compute(np.eye(4)[np.arange(8) % 4], None, splits=2)
     assert out == {"is_mean": pytest.approx(4.0), "is_std": pytest.approx(0.0)}
     assert all(isinstance(v, float) for v in out.values())
+
+
+@pytest.mark.parametrize("name", ["8gaussians", "25gaussians"])
+def test_toy_mixtures_agree_with_the_datasets_plugin(name):
+    """The parametrised mixtures here and the training data must describe one distribution."""
+    from wganx_plugins.datasets import mode_centers, mode_std
+
+    mix = M.toy_mixture(name)
+    ordered = lambda c: np.array(sorted(map(tuple, np.round(c, 9))))  # noqa: E731
+    np.testing.assert_allclose(ordered(mix.centers), ordered(mode_centers(name)), atol=1e-9)
+    assert mix.std == pytest.approx(mode_std(name))

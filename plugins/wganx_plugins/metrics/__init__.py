@@ -57,9 +57,11 @@ def _stats(x, what: str):
 
 def _modes(samples, reference=None, dataset: str = "8gaussians", centers=None, std=None,
            **options):
-    mixture = toy_mixture(dataset)
-    c = mixture.centers if centers is None else centers
-    s = mixture.std if std is None else std
+    # The centres of the data the model was trained on: the datasets plugin is their one source.
+    from wganx_plugins.datasets import mode_centers, mode_std
+
+    c = mode_centers(dataset) if centers is None else centers
+    s = mode_std(dataset) if std is None else std
     return mode_coverage(samples, c, s, **options)
 
 
