@@ -25,7 +25,8 @@ class Dataset:
     name: str = ""
 
     def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
-        raise NotImplementedError
+        """An endless stream of batches seeded from ``rng`` (see :meth:`stream`)."""
+        return self.stream(batch_size, int(rng.integers(2 ** 63)))
 
     def stream(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
         """Batches ``start, start + 1, ...`` of a stream that depends only on ``seed``.
@@ -64,16 +65,6 @@ class ArrayDataset(Dataset):
             return x.astype(np.float32) * np.float32(1 / 127.5) - np.float32(1.0)
         return x.astype(np.float32, copy=False)
 
-    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
-        n = len(self.x)
-        if batch_size > n:
-            raise ValueError(f"batch size {batch_size} exceeds the {n} samples of {self.name!r}")
-        while True:
-            order = rng.permutation(n)
-            for start in range(0, n - batch_size + 1, batch_size):
-                idx = order[start:start + batch_size]
-                yield self._take(idx)
-
     def _take(self, idx) -> Batch:
         y = None if self.labels is None else self.labels[idx].astype(np.int64)
         return self.convert(self.x[idx]), y
@@ -108,10 +99,6 @@ class SamplerDataset(Dataset):
 
     def __len__(self) -> int:
         return 0  # endless
-
-    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
-        while True:
-            yield self.sample(rng, batch_size).astype(np.float32), None
 
     def stream(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
         k = start
