@@ -19,7 +19,7 @@ backend resumes on another.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -39,12 +39,32 @@ class OptimizerConfig:
         return ("m", "v") if self.kind == "adam" else ("v",)
 
 
+STATE_PREFIX = "optimizer/"
+
+
+def state_name(net: str, param: Optional[str] = None, slot: Optional[str] = None) -> str:
+    """``optimizer/<net>/t`` (no ``param``) or ``optimizer/<net>/<param>/<slot>``."""
+    return f"{STATE_PREFIX}{net}/t" if param is None else f"{STATE_PREFIX}{net}/{param}/{slot}"
+
+
+def parse_state_name(name: str) -> Optional[Tuple[str, Optional[str], Optional[str]]]:
+    """The inverse of :func:`state_name`: ``(net, param, slot)``, ``(net, None, None)`` for
+    the step count, None for a name that is not optimizer state."""
+    if not name.startswith(STATE_PREFIX):
+        return None
+    net, rest = name[len(STATE_PREFIX):].split("/", 1)
+    if rest == "t":
+        return net, None, None
+    param, slot = rest.rsplit("/", 1)
+    return net, param, slot
+
+
 def initial_state(net: str, params: Mapping[str, np.ndarray], config: OptimizerConfig) -> Dict[str, np.ndarray]:
     """Zeroed optimizer state for the trainable ``params`` of network ``net``."""
-    state = {f"optimizer/{net}/t": np.zeros((), np.float32)}
+    state = {state_name(net): np.zeros((), np.float32)}
     for name, value in params.items():
         for slot in config.slots():
-            state[f"optimizer/{net}/{name}/{slot}"] = np.zeros_like(value, dtype=np.float32)
+            state[state_name(net, name, slot)] = np.zeros_like(value, dtype=np.float32)
     return state
 
 

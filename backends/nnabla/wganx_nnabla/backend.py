@@ -33,6 +33,7 @@ from nnabla.ext_utils import get_extension_context
 from wganx.backend import Backend, Session
 from wganx.errors import BackendUnavailableError
 from wganx.ops import Ops
+from wganx.optim import parse_state_name, state_name
 from wganx.program import Program, critic_objective, generator_objective
 
 # Mixed precision: initial loss scale, halved on overflow. 2**15 is the largest power of
@@ -440,13 +441,12 @@ class NNablaSession(Session):
                 if value.shape != p.shape:
                     raise ValueError(f"{name}: expected shape {p.shape}, got {value.shape}")
                 p.d = value
-            elif name.startswith("optimizer/"):
-                _, net, rest = name.split("/", 2)
+            elif (key := parse_state_name(name)) is not None:
+                net, pname, slot = key
                 slots = opt.setdefault(net, [None, {}])[1]
-                if rest == "t":
+                if pname is None:
                     opt[net][0] = int(np.asarray(value))
                     continue
-                pname, slot = rest.rsplit("/", 1)
                 if pname not in self.trainable[net]:
                     raise KeyError(f"{name}: no trainable parameter {net}/{pname}")
                 slots.setdefault(pname, {})[slot] = np.asarray(value, np.float32)
@@ -459,10 +459,10 @@ class NNablaSession(Session):
         out = {k: np.array(v.d, np.float32) for k, v in self.params.items()}
         for net in ("generator", "critic"):
             t, slots = self.optim[net].get()
-            out[f"optimizer/{net}/t"] = np.asarray(t, np.float32)
+            out[state_name(net)] = np.asarray(t, np.float32)
             for pname, s in slots.items():
                 for slot, value in s.items():
-                    out[f"optimizer/{net}/{pname}/{slot}"] = value
+                    out[state_name(net, pname, slot)] = value
         return out
 
     # -- graphs -----------------------------------------------------------------------------

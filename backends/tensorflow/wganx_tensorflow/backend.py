@@ -25,6 +25,7 @@ import tensorflow as tf  # noqa: E402
 from wganx.backend import Backend, Session  # noqa: E402
 from wganx.errors import BackendUnavailableError, WganxError  # noqa: E402
 from wganx.ops import Ops  # noqa: E402
+from wganx.optim import parse_state_name, state_name  # noqa: E402
 from wganx.program import Program, critic_objective, generator_objective, split_params  # noqa: E402
 
 TO_NHWC = (0, 2, 3, 1)
@@ -374,12 +375,12 @@ class TensorFlowSession(Session):
                     if spec.trainable:
                         self.trainable[net].append(full)
             self.slots = {net: {slot: [tf.Variable(tf.zeros_like(self.params[n]), trainable=False,
-                                                   name=_variable_name(f"optimizer/{n}/{slot}"))
+                                                   name=_variable_name(state_name(*n.split("/", 1), slot)))
                                        for n in names]
                                 for slot in self.optim[net].slots()}
                           for net, names in self.trainable.items()}
             self.steps = {net: tf.Variable(0, dtype=tf.int64, trainable=False,
-                                           name=f"optimizer/{net}/t") for net in self.trainable}
+                                           name=state_name(net)) for net in self.trainable}
             self.loss_scale = (tf.Variable(2.0 ** 16, dtype=tf.float32, trainable=False, name="loss_scale")
                                if self.half else None)
         self.pg, self.pd = split_params(self.params)
@@ -409,14 +410,13 @@ class TensorFlowSession(Session):
                 if tuple(value.shape) != tuple(expected):
                     raise WganxError(f"{name}: expected shape {tuple(expected)}, got {tuple(value.shape)}")
                 var.assign(_to_tf(value).astype(self.np_dtype))
-            elif name.startswith("optimizer/"):
-                _, net, rest = name.split("/", 2)
+            elif (key := parse_state_name(name)) is not None:
+                net, pname, slot = key
                 if net not in self.steps:
                     continue
-                if rest == "t":
+                if pname is None:
                     self.steps[net].assign(int(np.asarray(value)))
                     continue
-                pname, slot = rest.rsplit("/", 1)
                 idx = self.trainable[net].index(f"{net}/{pname}")
                 self.slots[net][slot][idx].assign(_to_tf(np.asarray(value)).astype(self.np_dtype))
             elif name == "loss_scale" and self.half:
@@ -425,11 +425,10 @@ class TensorFlowSession(Session):
     def get_state(self):
         out = {k: _from_tf(v.numpy()).astype(np.float32) for k, v in self.params.items()}
         for net, names in self.trainable.items():
-            out[f"optimizer/{net}/t"] = np.asarray(self.steps[net].numpy(), np.float32)
+            out[state_name(net)] = np.asarray(self.steps[net].numpy(), np.float32)
             for slot, variables in self.slots[net].items():
                 for name, v in zip(names, variables):
-                    local = name.split("/", 1)[1]
-                    out[f"optimizer/{net}/{local}/{slot}"] = _from_tf(v.numpy()).astype(np.float32)
+                    out[state_name(net, name.split("/", 1)[1], slot)] = _from_tf(v.numpy()).astype(np.float32)
         return out
 
     # -- inputs -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from wganx.backend import Backend, Session
 from wganx.errors import BackendUnavailableError
 from wganx.ops import Ops
+from wganx.optim import parse_state_name, state_name
 from wganx.program import Program, critic_objective, generator_objective, split_params
 
 
@@ -186,12 +187,11 @@ class TorchSession(Session):
             for name, value in arrays.items():
                 if name in self.params:
                     self.params[name].copy_(torch.from_numpy(np.asarray(value)))
-                elif name.startswith("optimizer/"):
-                    _, net, rest = name.split("/", 2)
-                    if rest == "t":
+                elif (key := parse_state_name(name)) is not None:
+                    net, pname, slot = key
+                    if pname is None:
                         self.steps[net] = int(np.asarray(value))
                         continue
-                    pname, slot = rest.rsplit("/", 1)
                     idx = self.trainable[net].index(f"{net}/{pname}")
                     self.slots[net][slot][idx].copy_(torch.from_numpy(np.asarray(value)))
                 elif name == "loss_scale" and self.half:
@@ -200,11 +200,10 @@ class TorchSession(Session):
     def get_state(self):
         out = {k: v.detach().cpu().float().numpy().copy() for k, v in self.params.items()}
         for net, names in self.trainable.items():
-            out[f"optimizer/{net}/t"] = np.asarray(self.steps[net], np.float32)
+            out[state_name(net)] = np.asarray(self.steps[net], np.float32)
             for slot, tensors in self.slots[net].items():
                 for name, t in zip(names, tensors):
-                    local = name.split("/", 1)[1]
-                    out[f"optimizer/{net}/{local}/{slot}"] = t.cpu().float().numpy().copy()
+                    out[state_name(net, name.split("/", 1)[1], slot)] = t.cpu().float().numpy().copy()
         return out
 
     # -- steps ------------------------------------------------------------------------------
