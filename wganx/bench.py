@@ -223,9 +223,14 @@ def _trainer_windows(spec, backend, warmup, windows, iters, dataset_seed=0):
     return setup, stamps[warmup] - t0, rates
 
 
-def _limit_threads(n: int) -> None:
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(n)
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+               "TF_NUM_INTEROP_THREADS")
+
+
+def limit_threads(n: int) -> None:
+    """Cap the intra-op threads of torch, TensorFlow, OpenMP (NNabla), MKL and OpenBLAS in this
+    process; TensorFlow reads its variable when it starts, so call this before importing it."""
+    os.environ.update({var: str(n) for var in THREAD_VARS})
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
     else:
@@ -241,7 +246,7 @@ def worker(job: dict) -> dict:
     """Run one variant of one backend and configuration; called in a fresh process."""
     spec, backend, variant = job["spec"], job["backend"], job["variant"]
     if job.get("threads"):
-        _limit_threads(job["threads"])
+        limit_threads(job["threads"])
     out = {"backend": backend, "config": job["config"], "variant": variant, "ok": True}
     t0 = time.perf_counter()
     if variant == "trainer":
@@ -301,9 +306,7 @@ def _run_job(job, timeout, in_process=False) -> dict:
     cmd = [sys.executable, "-m", "wganx.bench", "--worker", json.dumps(job)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
     if job.get("threads"):
-        n = str(job["threads"])
-        env.update(OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, TF_NUM_INTRAOP_THREADS=n,
-                   TF_NUM_INTEROP_THREADS=n)
+        env.update({var: str(job["threads"]) for var in THREAD_VARS})
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:

@@ -153,7 +153,7 @@ class Evaluator:
         self.folder = Path(folder) if folder is not None else None
         self.rows: List[Dict[str, float]] = []
         if self.folder is not None and resume_from is not None:
-            self.rows = [r for r in _read_csv(self.folder / "metrics.csv") if r["iteration"] <= resume_from]
+            self.rows = [r for r in read_metrics_csv(self.folder / "metrics.csv") if r["iteration"] <= resume_from]
         self._extractor = None
         self._reference = None  # {"points"| "features", "n"}
 
@@ -320,7 +320,8 @@ class Evaluator:
         return path
 
 
-def _read_csv(path: Path) -> List[Dict[str, float]]:
+def read_metrics_csv(path: Path) -> List[Dict[str, float]]:
+    """The rows of a ``metrics.csv`` written by :meth:`Evaluator.write_csv` ([] if there is none)."""
     if not path.is_file():
         return []
     with open(path, newline="") as f:

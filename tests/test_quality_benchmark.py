@@ -1,0 +1,41 @@
+"""benchmarks/quality.py end to end at toy sizes: the page, the curves and the JSON it writes."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, available_backends
+
+SCRIPT = REPO / "benchmarks" / "quality.py"
+
+
+def run_quality(*args, timeout=600):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
+                          cwd=REPO, timeout=timeout)
+
+
+@pytest.mark.skipif(not available_backends(), reason="no backend installed")
+def test_toy_benchmark_writes_table_curves_and_json(tmp_path):
+    backend = available_backends()[0]
+    out = tmp_path / "out"
+    proc = run_quality("--backends", backend, "--toy-iters", "8gaussians=4,25gaussians=6", "--toy-maps", 8,
+                       "--mnist-iters", 0, "--jobs", 2, "--out", out, "--work", tmp_path / "work")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    page = (out / "quality.md").read_text()
+    assert f"| 8gaussians | {backend} | 4 | " in page and f"| 25gaussians | {backend} | 6 | " in page
+    assert "--toy-iters 8gaussians=4,25gaussians=6" in page and "--jobs 2" in page
+    for name in ("8gaussians_curves.png", "25gaussians_curves.png", f"8gaussians_{backend}.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    report = json.loads((out / "quality.json").read_text())
+    assert report["toy_iters"] == {"8gaussians": 4, "25gaussians": 6} and report["failures"] == []
+    curve = report["toy"]["25gaussians"][0]["curve"]
+    assert [p["iteration"] for p in curve] == [1, 2, 3, 4, 5, 6]  # an evaluation every max(1, 6 // 20)
+    assert all(0 <= p["high_quality_share"] <= 1 and p["modes_covered"] <= 25 for p in curve)
+
+
+def test_toy_budgets_name_both_toys(tmp_path):
+    proc = run_quality("--toy-iters", "8gaussians=5,swissroll=3", "--out", tmp_path)
+    assert proc.returncode != 0 and "unknown toy 'swissroll'" in proc.stderr
+    proc = run_quality("--toy-iters", "8gaussians=5", "--out", tmp_path)
+    assert proc.returncode != 0 and "no budget for 25gaussians" in proc.stderr
