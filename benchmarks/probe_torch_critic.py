@@ -60,7 +60,7 @@ def main():
     ap.add_argument("--config", default="cifar-m16")
     args = ap.parse_args()
     spec = dict(bench.CONFIGS[args.config], maps=args.maps, context=args.context, device_id=0, type_config="float")
-    ref = bench._reference_module("torch")
+    ref = bench.reference_module("torch")
     import wganx_torch.backend as tb
 
     runners = {"plain": ref.make_step(dict(spec, regularizer="gp")), "wganx": bench.WganxRunner(spec, "torch"),

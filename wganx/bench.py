@@ -75,7 +75,8 @@ def reference_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "benchmarks" / "reference"
 
 
-def _reference_module(backend: str):
+def reference_module(backend: str):
+    """The plain loop of ``backend``'s framework from ``benchmarks/reference``, or None."""
     path = reference_dir() / f"{FRAMEWORK_OF.get(backend, backend)}_loop.py"
     if not path.exists():
         return None
@@ -256,7 +257,7 @@ def worker(job: dict) -> dict:
         if variant == "wganx":
             make = lambda reg: WganxRunner(spec, backend, reg)  # noqa: E731
         else:
-            module = _reference_module(backend)
+            module = reference_module(backend)
             if module is None:
                 raise RuntimeError(f"no plain reference loop for backend {backend!r} in {reference_dir()}")
             make = lambda reg: module.make_step(dict(spec, regularizer=reg, compile=job.get("compile")))  # noqa: E731

@@ -1,4 +1,4 @@
-"""benchmarks/quality.py end to end at toy sizes: the page, the curves and the JSON it writes."""
+"""The scripts in benchmarks/ end to end at toy sizes: quality.py's page, curves and JSON, and the step probe."""
 import json
 import subprocess
 import sys
@@ -39,3 +39,13 @@ def test_toy_budgets_name_both_toys(tmp_path):
     assert proc.returncode != 0 and "unknown toy 'swissroll'" in proc.stderr
     proc = run_quality("--toy-iters", "8gaussians=5", "--out", tmp_path)
     assert proc.returncode != 0 and "no budget for 25gaussians" in proc.stderr
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_step_probe_times_every_step(backend):
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "probe_steps.py"), "--backend", backend,
+                           "--config", "toy-mlp", "--rounds", "1", "--quick"],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(f"{backend} toy-mlp")]
+    assert [line.split()[2] for line in lines] == ["critic_step", "generator_step", "iteration"]
