@@ -29,7 +29,6 @@ def _timings(runner, step, calls):
 
 def main(argv=None) -> int:
     from wganx import bench
-    from wganx.build import step_inputs
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", required=True)
@@ -43,8 +42,6 @@ def main(argv=None) -> int:
     if args.quick:
         spec.update(bench.QUICK[args.config])
     wganx = bench.WganxRunner(spec, args.backend, "gp")
-    wganx.generator_step = lambda: setattr(
-        wganx, "last", wganx.session.generator_step(step_inputs(wganx.program, "generator", wganx.rng)))
     plain = bench.reference_module(args.backend).make_step(dict(spec, regularizer="gp"))
     runners = {"wganx": wganx, "plain": plain}
     for runner in runners.values():  # compile / trace / first allocations

@@ -119,12 +119,15 @@ class WganxRunner:
         self.k += 1
         self.last = self.session.critic_step(step_inputs(self.program, "critic", self.rng, real))
 
-    def iteration(self):
+    def generator_step(self):
         from .build import step_inputs
 
+        self.last = self.session.generator_step(step_inputs(self.program, "generator", self.rng))
+
+    def iteration(self):
         for _ in range(self.n_critic):
             self.critic_step()
-        self.last = self.session.generator_step(step_inputs(self.program, "generator", self.rng))
+        self.generator_step()
 
     def sync(self):
         if self.last is not None:
