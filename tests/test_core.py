@@ -210,10 +210,11 @@ def test_adam_reference_matches_the_textbook_bias_corrected_form():
 # -- checkpoints ------------------------------------------------------------------------------
 def test_checkpoint_roundtrip_and_atomicity(tmp_path):
     arrays = {"generator/W": np.arange(6, dtype=np.float32).reshape(2, 3)}
-    path = checkpoint.save(tmp_path / "params_000001.safetensors", arrays, {"iteration": 1})
+    written = {"iteration": 1, "config": {}, "sample_shape": [2], "data_kind": "points", "num_classes": 0}
+    path = checkpoint.save(tmp_path / "params_000001.safetensors", arrays, written)
     loaded, meta = checkpoint.load(path)
     np.testing.assert_array_equal(loaded["generator/W"], arrays["generator/W"])
-    assert meta == {"iteration": 1}
+    assert meta == written
 
     def crash(tmp):
         open(tmp, "wb").write(b"partial")
@@ -221,7 +222,7 @@ def test_checkpoint_roundtrip_and_atomicity(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         checkpoint.atomic_write(path, crash)
-    assert checkpoint.load(path)[1] == {"iteration": 1}  # the old one is intact
+    assert checkpoint.load(path)[1] == written  # the old one is intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params_000001.safetensors"]
     assert checkpoint.latest(tmp_path) == path
 

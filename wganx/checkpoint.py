@@ -5,7 +5,8 @@ optimizers' state, the core's RNG state, the iteration and the resolved configur
 (JSON in the safetensors metadata). Names and layouts are canonical, so a checkpoint
 written by any backend loads in any other. Writing goes to a temporary file in the same
 folder, is flushed to disk, then renamed over the target: a kill at any moment leaves the
-previous checkpoint intact and never a half-written one.
+previous checkpoint intact and never a half-written one. A checkpoint whose arrays are not
+all finite is never written, and one found on disk (written by something else) is refused.
 """
 from __future__ import annotations
 
@@ -14,49 +15,113 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .errors import WganxError
+from .errors import WganxError, notice
 
-FORMAT = "wganx-checkpoint-1"
+FORMAT_VERSION = 1
+FORMAT = f"wganx-checkpoint-{FORMAT_VERSION}"
+FORMAT_PATTERN = re.compile(r"^wganx-checkpoint-(\d+)$")
 PATTERN = re.compile(r"^params_(\d+)\.safetensors$")
+TEMPORARY = re.compile(r"^\..+\.tmp$")  # what atomic_write leaves behind when killed mid-write
+REQUIRED_META = ("iteration", "config", "sample_shape", "data_kind", "num_classes")
+
+
+class NonFiniteError(WganxError):
+    """Arrays that hold NaN or infinity, refused before they reach (or leave) a checkpoint."""
 
 
 def name_for(iteration: int) -> str:
     return f"params_{iteration:06d}.safetensors"
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, fsync, then rename onto ``path``."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)``, fsync, then rename onto ``path``.
+
+    The file gets the mode ``open()`` would give it (0666 less the umask), not mkstemp's
+    0600, so a shared results folder stays readable as its owner intends.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        os.close(fd)
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:  # name the file meant, not the temporary one
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
+def non_finite(arrays: Dict[str, np.ndarray]) -> List[str]:
+    """Names of the arrays that hold a NaN or an infinity."""
+    return [k for k, v in arrays.items() if not np.isfinite(v).all()]
+
+
 def save(path, arrays: Dict[str, np.ndarray], meta: dict) -> Path:
-    """Write ``arrays`` and ``meta`` to ``path`` atomically."""
-    from safetensors.numpy import save_file
+    """Write ``arrays`` and ``meta`` to ``path`` atomically; refuse non-finite arrays.
+
+    Serialised in memory and written with Python's file calls, so a full disk or a
+    read-only folder is an ``OSError`` with its errno, like every other write.
+    """
+    from safetensors.numpy import save as serialise
 
     tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
-    metadata = {"format": FORMAT, "wganx": json.dumps(meta, sort_keys=True)}
-    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    bad = non_finite(tensors)
+    if bad:
+        raise NonFiniteError(f"{len(bad)} of {len(tensors)} arrays are not finite ({', '.join(bad[:3])}"
+                             f"{', ...' if len(bad) > 3 else ''}); {Path(path).name} was not written")
+    blob = serialise(tensors, metadata={"format": FORMAT, "wganx": json.dumps(meta, sort_keys=True)})
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(blob))
     return Path(path)
 
 
+def _version_tuple(version: str) -> tuple:
+    return tuple(int(m) for m in re.findall(r"\d+", str(version).split("+")[0])[:3])
+
+
+def _read_meta(path: Path, metadata: dict) -> dict:
+    from . import __version__
+
+    fmt = metadata.get("format")
+    match = FORMAT_PATTERN.match(str(fmt))
+    try:
+        meta = json.loads(metadata.get("wganx", ""))
+    except ValueError:
+        meta = None
+    written_by = meta.get("wganx", "?") if isinstance(meta, dict) else "?"
+    if match and int(match.group(1)) > FORMAT_VERSION:
+        raise WganxError(f"{path} is a wganx checkpoint of a newer format ({fmt}, written by wganx {written_by}); "
+                         f"this wganx {__version__} reads {FORMAT} only: pip install --upgrade 'wganx>={written_by}'")
+    if not match:
+        raise WganxError(f"{path} is not a wganx checkpoint (format {fmt!r})")
+    if not isinstance(meta, dict):
+        raise WganxError(f"{path}: its wganx metadata is not valid JSON; the file is damaged")
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise WganxError(f"{path}: its wganx metadata lacks {', '.join(missing)}; the file is damaged")
+    if written_by != "?" and _version_tuple(written_by) > _version_tuple(__version__):
+        notice(f"{path.name} was written by wganx {written_by}, newer than this {__version__}; "
+               f"reading it as {FORMAT}")
+    return meta
+
+
 def load(path) -> Tuple[Dict[str, np.ndarray], dict]:
-    """``(arrays, meta)``; a file that is not a wganx checkpoint is a clear error."""
+    """``(arrays, meta)``; a file that is not a readable, finite wganx checkpoint is a clear error."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -70,18 +135,48 @@ def load(path) -> Tuple[Dict[str, np.ndarray], dict]:
                 arrays[key] = f.get_tensor(key)
     except Exception as exc:
         raise WganxError(f"{path} is not a readable checkpoint ({exc})") from None
-    if metadata.get("format") != FORMAT:
-        raise WganxError(f"{path} is not a wganx checkpoint (format {metadata.get('format')!r})")
-    return arrays, json.loads(metadata["wganx"])
+    meta = _read_meta(path, metadata)
+    bad = non_finite(arrays)
+    if bad:
+        raise NonFiniteError(f"{path} holds non-finite values in {len(bad)} arrays ({', '.join(bad[:3])}): "
+                             "it was written by a diverged run; use an earlier checkpoint")
+    return arrays, meta
+
+
+def checkpoints(folder) -> List[Path]:
+    """The ``params_*.safetensors`` files of ``folder``, oldest iteration first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := PATTERN.match(p.name))]
+    return [p for _, p in sorted(found)]
 
 
 def latest(folder) -> Optional[Path]:
     """The checkpoint with the highest iteration in ``folder``, or None."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return None
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := PATTERN.match(p.name))]
-    return max(found)[1] if found else None
+    found = checkpoints(folder)
+    return found[-1] if found else None
+
+
+def latest_loadable(folder) -> Tuple[Path, Dict[str, np.ndarray], dict]:
+    """The newest checkpoint of ``folder`` that loads, as ``(path, arrays, meta)``.
+
+    A newer one that does not load (truncated by a crash, damaged) is skipped with a
+    notice naming it; none loadable is an error listing why each failed.
+    """
+    found = checkpoints(folder)
+    if not found:
+        raise WganxError(f"--resume: no checkpoint params_*.safetensors in {folder}")
+    failures = []
+    for path in reversed(found):
+        try:
+            arrays, meta = load(path)
+        except WganxError as exc:
+            failures.append(str(exc))
+            notice(f"skipping {path.name}, which does not load: {exc}")
+            continue
+        return path, arrays, meta
+    raise WganxError(f"--resume: none of the {len(found)} checkpoints in {folder} loads; the newest: {failures[0]}")
 
 
 def check_compatible(arrays: Dict[str, np.ndarray], expected: Dict[str, tuple], path) -> None:
