@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from dataclasses import MISSING, fields
 from typing import List, Optional
 
@@ -93,7 +95,7 @@ def _cmd_train(args) -> int:
     summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "iteration")
     print(f"{result['status']} at iteration {result['iteration']}: {summary}")
     print(f"results in {config.monitor_path} (checkpoint {result['checkpoint']})")
-    return 130 if result["status"] == "interrupted" else 0
+    return 128 + result["signal"] if result["status"] == "interrupted" else 0
 
 
 def _cmd_generate(args) -> int:
@@ -161,17 +163,41 @@ COMMANDS = {"train": _cmd_train, "generate": _cmd_generate, "plugins": _cmd_plug
             "evaluate": _cmd_evaluate, "bench": _cmd_bench}
 
 
+def _terminate(signum, frame):
+    from .training import Interrupted
+
+    raise Interrupted(signum)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run one command; an input or environment error is one line on stderr and exit 2, and
+    Ctrl-C or SIGTERM outside the training loop (which handles them itself) exits 130 or 143."""
+    from .training import Interrupted
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         return COMMANDS[args.command](args)
     except WganxError as exc:
         print(f"wganx {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the environment: a folder in the way, a full or read-only disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"wganx {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, Interrupted) as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        print(f"wganx {args.command}: stopped by {signal.Signals(signum).name}; files already written are intact",
+              file=sys.stderr)
+        return 128 + signum
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

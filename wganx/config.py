@@ -77,6 +77,8 @@ class TrainConfig:
     resume: Optional[str] = field(default=None, metadata={
         "help": "continue from a checkpoint: a path, or 'latest' in --monitor-path", "nargs": "?",
         "const": "latest"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "replace the run already in --monitor-path (its checkpoints, losses and samples are deleted)"})
 
     def apply_recipe(self, explicit: set) -> "TrainConfig":
         """Seed 004's original WGAN, for every setting the user did not give explicitly."""
@@ -88,6 +90,11 @@ class TrainConfig:
         return self
 
     def validate(self) -> "TrainConfig":
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise WganxError(f"--{f.name.replace('_', '-')} must be one of {', '.join(choices)}, "
+                                 f"got {getattr(self, f.name)!r}")
         for name in ("batch_size", "max_iter", "n_critic", "save_interval", "log_interval", "maps",
                      "latent", "image_size", "num_samples"):
             if getattr(self, name) < 1:
@@ -98,8 +105,14 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise WganxError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.eval_interval < 0:
-            raise WganxError(f"--eval-interval must not be negative, got {self.eval_interval}")
+        for name in ("eval_interval", "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                raise WganxError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+        if self.eval_samples < 1:
+            raise WganxError(f"--eval-samples must be at least 1, got {self.eval_samples}")
+        if self.resume and self.overwrite:
+            raise WganxError("--resume continues the run in --monitor-path and --overwrite replaces it: "
+                             "give one of them")
         if self.lambda_ is not None and self.lambda_ < 0:
             raise WganxError(f"--lambda must not be negative, got {self.lambda_}")
         return self
@@ -129,5 +142,24 @@ def load_toml(path: str) -> dict:
         if name not in known:
             raise WganxError(f"config file {path}: unknown key {key!r}; choose from: "
                              + ", ".join(sorted(k.rstrip('_').replace('_', '-') for k in known)))
-        out[name] = value
+        out[name] = _checked(path, key, value, TYPES[name])
     return out
+
+
+TYPES = {f.name: f.type for f in fields(TrainConfig)}
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
+
+
+def _checked(path: str, key: str, value, annotation: str):
+    """``value`` if it fits the field's type (an integer is a valid float), else a one-line error."""
+    optional = annotation.startswith("Optional[")
+    base = annotation[len("Optional["):-1] if optional else annotation
+    ok = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+          "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          "str": lambda v: isinstance(v, str),
+          "bool": lambda v: isinstance(v, bool)}[base]
+    if ok(value):
+        return float(value) if base == "float" else value
+    given = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+             dict: "a table"}.get(type(value), type(value).__name__)
+    raise WganxError(f"config file {path}: {key} must be {_TYPE_NAMES[base]}, got {given} ({value!r})")

@@ -24,3 +24,10 @@ class PluginConflictError(WganxError):
 
 class BackendUnavailableError(WganxError):
     """A backend whose framework is missing or cannot run the requested context."""
+
+
+def notice(message: str) -> None:
+    """Tell the user, in one line on stderr, something wganx did for them (not an error)."""
+    import sys
+
+    print(f"wganx: {message}", file=sys.stderr, flush=True)

@@ -348,7 +348,8 @@ def session_generator(session, program, seed: int = 0, batch_size: int = 256) ->
 
 
 def load_npz_samples(path) -> np.ndarray:
-    """``images`` or ``points`` of a ``samples.npz`` (as ``wganx generate`` writes), or its only array."""
+    """``images`` or ``points`` of a ``samples.npz`` (as ``wganx generate`` writes); any other
+    array is refused rather than guessed at."""
     path = Path(path)
     if not path.is_file():
         raise WganxError(f"samples file {path} does not exist")
@@ -357,9 +358,6 @@ def load_npz_samples(path) -> np.ndarray:
             for key in ("images", "points"):
                 if key in data.files:
                     return np.asarray(data[key])
-            arrays = [k for k in data.files if k != "labels"]
-            if len(arrays) == 1:
-                return np.asarray(data[arrays[0]])
             raise WganxError(f"{path} holds {', '.join(data.files) or 'nothing'}; expected an 'images' or "
                              "'points' array (as wganx generate writes)")
     except WganxError:

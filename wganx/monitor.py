@@ -10,6 +10,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .checkpoint import atomic_write
+from .errors import notice
 
 LOSS_COLUMNS = ("iteration", "critic_loss", "generator_loss", "penalty", "negative_critic_loss",
                 "wasserstein_estimate", "elapsed_s")
@@ -71,9 +72,11 @@ class LossLog:
         self.path = Path(folder) / "losses.csv"
         self.rows: List[Dict[str, float]] = []
         if resume_from is not None and self.path.exists():
-            with open(self.path, newline="") as f:
-                self.rows = [{k: int(v) if k == "iteration" else float(v) for k, v in r.items() if v != ""}
-                             for r in csv.DictReader(f) if int(r["iteration"]) <= resume_from]
+            self.rows, damaged = read_loss_rows(self.path)
+            self.rows = [r for r in self.rows if r["iteration"] <= resume_from]
+            if damaged:
+                notice(f"{self.path}: dropped {len(damaged)} damaged rows (line {', '.join(map(str, damaged[:3]))}"
+                       f"{', ...' if len(damaged) > 3 else ''}), as a crash in mid-write leaves them")
         self._rewrite()
 
     def _rewrite(self):
@@ -112,6 +115,28 @@ class LossLog:
         atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
         plt.close(fig)
         return path
+
+
+def read_loss_rows(path: Path):
+    """``(rows, damaged line numbers)`` of a ``losses.csv``: a row that is cut short, holds
+    text where a number belongs or NUL bytes (a crash in mid-append) is damaged, not fatal."""
+    text = Path(path).read_text(errors="replace")
+    lines = text.splitlines()
+    header = next(csv.reader(lines[:1]), [])
+    rows, damaged = [], []
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            values = next(csv.reader([line.replace("\0", "")]))
+            if len(values) != len(header) or not all(values):
+                raise ValueError(line)
+            row = {k: int(v) if k == "iteration" else float(v) for k, v in zip(header, values)}
+            if not all(k in row for k in LOSS_COLUMNS):
+                raise ValueError(line)
+        except (ValueError, csv.Error, StopIteration):
+            damaged.append(number)
+            continue
+        rows.append(row)
+    return rows, damaged
 
 
 def plot_points(fake: np.ndarray, real: np.ndarray, critic_grid, path: Path, title: str = "") -> Path:

@@ -23,15 +23,26 @@ from . import __version__, checkpoint, monitor
 from .build import initial_arrays, load_backend, make_program, step_inputs
 from .config import TrainConfig
 from .data import Prefetcher
-from .errors import WganxError
+from .errors import BackendUnavailableError, WganxError, notice
 from .optim import OptimizerConfig
 from .plugins import registry as default_registry
 from .records import ArchConfig
+from .runfolder import RunFolder, describe_os_error
 
 FIXED_Z_STREAM = 1  # seeds of the independent generators derived from --seed
 PARAM_STREAM = 2
 SAMPLE_STREAM = 3
 EVAL_STREAM = 4
+
+
+# Settings a resumed run must keep (else it continues another model), and those it may change
+# without a word (extending max_iter is what resuming is for).
+RESUME_MUST_KEEP = ("arch", "up", "maps", "latent", "image_size", "critic_norm", "conditional", "dataset")
+RESUME_MAY_CHANGE = ("resume", "overwrite", "max_iter", "progress", "monitor_path")
+
+
+def _flag(name: str) -> str:
+    return name.rstrip("_").replace("_", "-")
 
 
 class TrainingDiverged(WganxError):
@@ -89,13 +100,27 @@ def expected_shapes(program) -> Dict[str, tuple]:
 
 
 class Trainer:
-    """Runs one training job; construct, then :meth:`run`."""
+    """Runs one training job; construct, then :meth:`run` (which releases the run folder).
+
+    Everything that can be refused is checked before the heavy work (loading data,
+    compiling): the settings, the plugin names, the run folder, the checkpoint to resume.
+    """
 
     def __init__(self, config: TrainConfig, reg=None):
         self.config = config.validate()
         self.reg = reg or default_registry()
         self.folder = Path(config.monitor_path)
-        resume_path = self._resume_path()
+        self._check_names()
+        self.run_folder = RunFolder(self.folder, resume=self._resumes_in_place(), overwrite=config.overwrite)
+        try:
+            self._setup()
+        except BaseException:
+            self.run_folder.close(failed=True)
+            raise
+
+    def _setup(self):
+        config = self.config
+        resumed = self._read_resume_checkpoint()
         self.dataset = load_dataset(config, self.reg)
         self.program = build_program(config, tuple(self.dataset.sample_shape), self.dataset.kind,
                                      self.dataset.num_classes, self.reg)
@@ -103,8 +128,8 @@ class Trainer:
         self.session = self.backend.compile(self.program, seed=config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.iteration, self.batches_read = 0, 0
-        if resume_path is not None:
-            self._restore(resume_path)
+        if resumed is not None:
+            self._restore(*resumed)
         else:
             self.session.set_state(initial_arrays(self.program, np.random.default_rng([config.seed, PARAM_STREAM])))
         fixed = np.random.default_rng([config.seed, FIXED_Z_STREAM])
@@ -113,30 +138,75 @@ class Trainer:
         self.fixed_labels = (np.arange(n) % self.program.num_classes).astype(np.int64) \
             if self.program.num_classes else None
         self.sample_rng = np.random.default_rng([config.seed, SAMPLE_STREAM, self.iteration])
-        self.last_checkpoint: Optional[Path] = resume_path
-        self.saved_iteration = self.iteration if resume_path is not None else -1
+        self.last_checkpoint: Optional[Path] = resumed[0] if resumed is not None else None
+        self.saved_iteration = self.iteration if resumed is not None else -1
         self.evaluator = None
         if config.eval_interval:
             from .evaluate import Evaluator
 
             self.evaluator = Evaluator(config, metrics=config.eval_metrics, num_samples=config.eval_samples,
                                        download=config.download,
-                                       resume_from=self.iteration if resume_path else None,
+                                       resume_from=self.iteration if resumed is not None else None,
                                        metric_options={"kid": {"num_subsets": 20}})
 
-    # -- resume ------------------------------------------------------------------------------
-    def _resume_path(self) -> Optional[Path]:
-        if not self.config.resume:
-            return None
-        if self.config.resume == "latest":
-            path = checkpoint.latest(self.folder)
-            if path is None:
-                raise WganxError(f"--resume: no checkpoint params_*.safetensors in {self.folder}")
-            return path
-        return Path(self.config.resume)
+    def _check_names(self):
+        """Unknown plugin names and missing frameworks, before anything touches the disk."""
+        cfg, reg = self.config, self.reg
+        arch = reg.get("architecture", cfg.arch)
+        if arch.uses_upsampler:
+            reg.get("upsampler", cfg.up)
+        for kind, name in (("regularizer", cfg.regularizer), ("loss", cfg.loss), ("dataset", cfg.dataset)):
+            reg.get(kind, name)
+        ok, why = reg.entry("backend", cfg.backend).availability()
+        if not ok:
+            raise BackendUnavailableError(f"backend {cfg.backend!r} is unavailable: {why}")
 
-    def _restore(self, path: Path):
-        arrays, meta = checkpoint.load(path)
+    def close(self):
+        """Release the run folder's lock (:meth:`run` does it on its way out)."""
+        self.run_folder.close()
+
+    # -- resume ------------------------------------------------------------------------------
+    def _resumes_in_place(self) -> bool:
+        """True when the run continues in its own folder (``--resume`` of one of its checkpoints);
+        a checkpoint from elsewhere starts a new run folder from it."""
+        resume = self.config.resume
+        return bool(resume) and (resume == "latest" or Path(resume).parent.resolve() == self.folder.resolve())
+
+    def _read_resume_checkpoint(self):
+        """``(path, arrays, meta)`` of the checkpoint to resume, checked against this run's settings."""
+        resume = self.config.resume
+        if not resume:
+            return None
+        if resume == "latest":
+            path, arrays, meta = checkpoint.latest_loadable(self.folder)
+        else:
+            path = Path(resume)
+            arrays, meta = checkpoint.load(path)
+            newer = [p.name for p in checkpoint.checkpoints(self.folder)
+                     if int(checkpoint.PATTERN.match(p.name).group(1)) > int(meta["iteration"])]
+            if newer:
+                raise WganxError(f"--resume {path}: {self.folder} holds newer checkpoints ({', '.join(newer[:3])}), "
+                                 "which this run would overwrite; resume the newest (--resume), or continue "
+                                 "from this one in another --monitor-path")
+        self._check_resumed_settings(meta["config"], path)
+        return path, arrays, meta
+
+    def _check_resumed_settings(self, before: dict, path: Path):
+        """Refuse a change that makes the resumed run another model; tell every other change."""
+        now = self.config.as_dict()
+        uses_up = self.reg.get("architecture", self.config.arch).uses_upsampler
+        changed = [k for k in now if k in before and before[k] != now[k] and k not in RESUME_MAY_CHANGE]
+        fixed = [k for k in changed if k in RESUME_MUST_KEEP and (k != "up" or uses_up)]
+        if fixed:
+            shown = "; ".join(f"--{_flag(k)} was {before[k]!r}, now {now[k]!r}" for k in fixed)
+            raise WganxError(f"--resume {path}: {shown}. A resumed run keeps the model and the data; "
+                             "start a new run in another --monitor-path for these settings")
+        told = [k for k in changed if k not in fixed]
+        if told:
+            notice("resuming with changed settings: " + ", ".join(f"{_flag(k)} {before[k]!r} -> {now[k]!r}"
+                                                                 for k in told))
+
+    def _restore(self, path: Path, arrays, meta):
         checkpoint.check_compatible(arrays, expected_shapes(self.program), path)
         self.session.set_state(arrays)
         self.iteration = int(meta["iteration"])
@@ -145,11 +215,27 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> Dict:
+        """Train to ``max_iter``; returns the final status, iteration, checkpoint and losses.
+
+        Ctrl-C or SIGTERM ends the current iteration, saves it and returns ``status``
+        "interrupted" with the ``signal``; a second signal stops at once, leaving the
+        checkpoints as they were. A write that fails (a full disk) is a WganxError naming
+        the last good checkpoint.
+        """
+        try:
+            return self._run()
+        except OSError as exc:
+            where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
+            raise WganxError(f"training stopped at iteration {self.iteration}: could not write "
+                             f"{exc.filename or self.folder}: {describe_os_error(exc)}{where}") from None
+        finally:
+            self.run_folder.close()
+
+    def _run(self) -> Dict:
         cfg = self.config
-        self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "samples").mkdir(exist_ok=True)
         self._write_config()
-        log = monitor.LossLog(self.folder, resume_from=self.iteration if cfg.resume else None)
+        log = monitor.LossLog(self.folder, resume_from=self.iteration if self.last_checkpoint else None)
         board = monitor.TensorBoard(self.folder) if cfg.tensorboard else None
         data = Prefetcher(self.dataset.stream(cfg.batch_size, cfg.seed, self.batches_read))
         bar = self._progress_bar()
@@ -157,43 +243,53 @@ class Trainer:
         status, last = "finished", {}
         interrupted = _InterruptFlag()
         try:
-            for i in range(self.iteration, cfg.max_iter):
-                for _ in range(critic_steps(cfg, i)):
-                    real, labels = next(data)
-                    self.batches_read += 1
-                    critic = self.session.critic_step(step_inputs(self.program, "critic", self.rng, real, labels))
-                gen = self.session.generator_step(step_inputs(self.program, "generator", self.rng))
-                self.iteration = done = i + 1
-                if done % cfg.log_interval == 0 or done == cfg.max_iter or interrupted.set:
-                    last = self._log(log, board, done, critic, gen, elapsed0 + time.perf_counter() - start)
-                    if bar is not None:
-                        bar.set_postfix({"D": f"{last['critic_loss']:.3f}", "G": f"{last['generator_loss']:.3f}"},
-                                        refresh=False)
-                if bar is not None:
-                    bar.update(1)
-                if done % cfg.save_interval == 0 or done == cfg.max_iter:
+            try:
+                for i in range(self.iteration, cfg.max_iter):
+                    last = self._iteration(i, data, log, board, bar, interrupted, elapsed0 - start) or last
+                    if interrupted.signal:
+                        raise Interrupted(interrupted.signal)
+            except Interrupted as stop:
+                status = "interrupted"
+                if not stop.at_once and self.saved_iteration != self.iteration:
                     self.save(log)
-                if self.evaluator is not None and (done % cfg.eval_interval == 0 or done == cfg.max_iter):
-                    from .evaluate import session_generator
-
-                    self.evaluator(session_generator(self.session, self.program, seed=[cfg.seed, EVAL_STREAM]),
-                                   done)
-                if interrupted.set:
-                    raise KeyboardInterrupt
-        except KeyboardInterrupt:
+            finally:
+                data.close()
+                if bar is not None:
+                    bar.close()
+                if board is not None:
+                    board.close()
+            log.plot()
+        except Interrupted:  # a second signal while saving or plotting: what is on disk stays
             status = "interrupted"
-            if self.saved_iteration != self.iteration:
-                self.save(log)
         finally:
             interrupted.restore()
-            data.close()
-            if bar is not None:
-                bar.close()
-            if board is not None:
-                board.close()
-        log.plot()
         return {"status": status, "iteration": self.iteration, "checkpoint": str(self.last_checkpoint),
-                "losses": last}
+                "losses": last, "signal": interrupted.signal}
+
+    def _iteration(self, i, data, log, board, bar, interrupted, clock_offset) -> Optional[Dict[str, float]]:
+        """Generator iteration ``i``: its critic steps, its generator step, and what is due
+        after it (a loss row, a checkpoint, an evaluation). Returns the row if one was logged."""
+        cfg, row = self.config, None
+        for _ in range(critic_steps(cfg, i)):
+            real, labels = next(data)
+            self.batches_read += 1
+            critic = self.session.critic_step(step_inputs(self.program, "critic", self.rng, real, labels))
+        gen = self.session.generator_step(step_inputs(self.program, "generator", self.rng))
+        self.iteration = done = i + 1
+        if done % cfg.log_interval == 0 or done == cfg.max_iter or interrupted.signal:
+            row = self._log(log, board, done, critic, gen, clock_offset + time.perf_counter())
+            if bar is not None:
+                bar.set_postfix({"D": f"{row['critic_loss']:.3f}", "G": f"{row['generator_loss']:.3f}"},
+                                refresh=False)
+        if bar is not None:
+            bar.update(1)
+        if done % cfg.save_interval == 0 or done == cfg.max_iter:
+            self.save(log)
+        if self.evaluator is not None and (done % cfg.eval_interval == 0 or done == cfg.max_iter):
+            from .evaluate import session_generator
+
+            self.evaluator(session_generator(self.session, self.program, seed=[cfg.seed, EVAL_STREAM]), done)
+        return row
 
     def _progress_bar(self):
         if not self.config.progress:
@@ -224,14 +320,27 @@ class Trainer:
 
     # -- outputs -----------------------------------------------------------------------------
     def _write_config(self):
+        """``config.json``: this run's settings and environment, and in ``history`` those of
+        every earlier part of a resumed run with the iteration each started at."""
         info = {"config": self.config.as_dict(), "wganx": __version__, "python": platform.python_version(),
                 "backend": self.backend.name, "device": self.backend.device_name(),
                 "frameworks": self.backend.versions(), "dataset": {
                     "name": self.config.dataset, "samples": len(self.dataset),
                     "sample_shape": list(self.dataset.sample_shape), "classes": self.dataset.num_classes},
-                "penalty_weight": self.program.penalty_weight, "seed": self.config.seed}
-        checkpoint.atomic_write(self.folder / "config.json",
-                                lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n"))
+                "penalty_weight": self.program.penalty_weight, "seed": self.config.seed,
+                "started_at_iteration": self.iteration,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        path = self.folder / "config.json"
+        history = []
+        if self.last_checkpoint is not None and path.exists():
+            try:
+                before = json.loads(path.read_text())
+                history = before.pop("history", []) + [before]
+            except (ValueError, AttributeError):
+                notice(f"{path} was not valid JSON; its history starts again here")
+        info["history"] = history
+        checkpoint.atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2, sort_keys=True)
+                                                                       + "\n"))
 
     def meta(self) -> dict:
         return {"iteration": self.iteration, "batches_read": self.batches_read,
@@ -240,9 +349,16 @@ class Trainer:
                 "num_classes": self.dataset.num_classes, "backend": self.backend.name, "wganx": __version__}
 
     def save(self, log=None) -> Path:
-        """Checkpoint, sample tiles and plots for the current iteration."""
-        path = checkpoint.save(self.folder / checkpoint.name_for(self.iteration), self.session.get_state(),
-                               self.meta())
+        """Checkpoint, sample tiles and plots for the current iteration; parameters that are
+        not all finite are never written (the run has diverged: TrainingDiverged)."""
+        try:
+            path = checkpoint.save(self.folder / checkpoint.name_for(self.iteration), self.session.get_state(),
+                                   self.meta())
+        except checkpoint.NonFiniteError as exc:
+            where = f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint \
+                else "no checkpoint was written before"
+            raise TrainingDiverged(f"training diverged by iteration {self.iteration}: {exc}; {where}. "
+                                   "Try a lower learning rate or another regularizer.") from None
         self.last_checkpoint, self.saved_iteration = path, self.iteration
         self._prune()
         self._samples()
@@ -278,28 +394,38 @@ class Trainer:
         return self.session.generate(z)
 
 
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM reached the training loop; ``at_once`` when it was the second one."""
+
+    def __init__(self, signum: int, at_once: bool = False):
+        super().__init__(signum)
+        self.signum, self.at_once = signum, at_once
+
+
 class _InterruptFlag:
-    """Turns Ctrl-C into a flag checked between iterations, so a step is never cut in half
-    and the checkpoint written on the way out is consistent."""
+    """Turns Ctrl-C (SIGINT) and SIGTERM into a flag checked between iterations, so a step is
+    never cut in half and the checkpoint written on the way out is consistent. A second
+    signal stops at once, without writing: the checkpoints on disk stay as they were."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.set = False
-        self._previous = None
+        self.signal = 0
+        self._previous = {}
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            signal.signal(signal.SIGTERM, self._handle)
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
         except ValueError:  # not the main thread: leave signals alone
-            self._previous = None
+            self._previous = {}
 
     def _handle(self, signum, frame):
-        if self.set:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
-        self.set = True
+        if self.signal:
+            raise Interrupted(signum, at_once=True)
+        self.signal = signum
 
     def restore(self):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def train(config: TrainConfig, reg=None) -> Dict:

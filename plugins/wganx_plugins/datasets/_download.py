@@ -60,8 +60,10 @@ def fetch(urls: Iterable[str], dest: Path, accept: Callable[[Path, str], bool]) 
     """Download the first of ``urls`` whose content ``accept(part_path, md5)`` approves.
 
     Mirrors are tried in order; one that fails or serves other bytes is skipped. Raises
-    WganxError naming every mirror's failure when none worked, leaving nothing behind.
+    WganxError naming every mirror's failure when none worked, leaving nothing behind, not
+    even the folders it made for ``dest``.
     """
+    made = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     failures = []
@@ -82,6 +84,11 @@ def fetch(urls: Iterable[str], dest: Path, accept: Callable[[Path, str], bool]) 
             failures.append(f"{url}: checksum mismatch (got md5 {md5})")
     finally:
         part.unlink(missing_ok=True)
+    for folder in made:  # deepest first; one that holds an earlier download stays
+        try:
+            folder.rmdir()
+        except OSError:
+            break
     raise WganxError(f"could not download {dest.name}: {'; '.join(failures)}")
 
 
