@@ -29,10 +29,11 @@ $(VENV)/.installed: pyproject.toml backends/torch/pyproject.toml backends/tensor
 
 install: $(VENV)/.installed
 
-# The main job: WGAN-GP on the paper's 8-Gaussians toy set (about 4 minutes on 2 CPU cores).
+# The main job: WGAN-GP on the paper's 8-Gaussians toy set (about 4 minutes on 2 CPU cores);
+# each run replaces the previous quickstart (--overwrite).
 train: install
 	$(WGANX) train --dataset 8gaussians --arch mlp --maps 128 --latent 2 -b 256 --lambda 0.1 \
-		-i 4000 --save-interval 500 --monitor-path $(RESULTS)
+		-i 4000 --save-interval 500 --monitor-path $(RESULTS) --overwrite
 	@echo "samples: $(RESULTS)/samples/  losses: $(RESULTS)/losses.png  checkpoint: $(RESULTS)/params_004000.safetensors"
 
 test: install
