@@ -187,3 +187,142 @@ def test_tensorflow_nearest_upsampling_has_derivatives_of_every_order():
 
     for got, want in zip(derivatives(TensorFlowOps._repeat), derivatives(tiled)):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+UPSAMPLED = (3, 4, 5)  # (C, H, W) that the generator upsamples
+
+
+class Upsampling:
+    """An architecture made of ``ops.interpolate``: ``G(z) = up(reshape(A z + b))`` and
+    ``D(x) = w . tanh(up(x)) + b``. With ``A`` the identity, ``G`` shows ``up`` itself; the
+    penalty's parameter gradient differentiates the interpolation's own backward."""
+
+    def __init__(self, mode):
+        self.mode = mode
+
+    @wganx.hookimpl
+    def wganx_architectures(self):
+        from wganx.records import Architecture, ArchitectureSpec, Network, ParamSpec
+
+        mode, (c, h, w) = self.mode, UPSAMPLED
+        n_in, n_mid, n_out = c * h * w, c * h * w * 4, c * h * w * 16
+
+        def build(config):
+            def gen(ops, p, z, *, training, labels=None):
+                return ops.interpolate(ops.reshape(ops.affine(z, p["W"], p["b"]), (ops.shape(z)[0], c, h, w)), 2, mode)
+
+            def critic(ops, p, x, *, training, labels=None):
+                return ops.affine(ops.tanh(ops.interpolate(x, 2, mode)), p["W"], p["b"])
+
+            g = {"W": ParamSpec((n_in, n_in), fan_in=n_in, fan_out=n_in), "b": ParamSpec((n_in,), "zeros")}
+            d = {"W": ParamSpec((n_out, 1), "normal", std=0.1), "b": ParamSpec((1,), "zeros")}
+            return Architecture(Network(g, gen), Network(d, critic), (c, 2 * h, 2 * w))
+
+        return [ArchitectureSpec("upsampling", build)]
+
+
+def upsampling_session(name, mode, type_config="float", regularizer="gp"):
+    reg = wganx.plugins.Registry.from_plugins([Upsampling(mode)])
+    program = make_program(arch="upsampling", arch_config=ArchConfig(latent=int(np.prod(UPSAMPLED))), batch_size=2,
+                           regularizer=regularizer, reg=reg)
+    return load_backend(name, type_config=type_config, reg=reg).compile(program), program
+
+
+@pytest.mark.parametrize("name", DOUBLE_BACKENDS)
+@pytest.mark.parametrize("mode", ["linear", "bilinear", "nearest"])
+def test_interpolation_is_differentiable_twice_in_float64(name, mode):
+    """d(critic loss with gp)/dw against central finite differences: w's gradient goes
+    through the backward of ``interpolate`` (second order)."""
+    session, program = upsampling_session(name, mode, "double")
+    state = initial_arrays(program, np.random.default_rng(5))
+    real = np.random.default_rng(6).uniform(-1, 1, (2,) + program.arch.sample_shape).astype(np.float32)
+
+    def loss_and_grads(arrays):
+        session.set_state(arrays)
+        scalars, grads = session.gradients("critic", step_inputs(program, "critic", np.random.default_rng(7), real))
+        assert scalars["penalty"] > 1e-3  # the penalty term is really there
+        return scalars["loss"], grads
+
+    _, grads = loss_and_grads(state)
+    h = 1e-6
+    for k in (0, 417, 959):
+        up, down = dict(state), dict(state)
+        up["critic/W"] = state["critic/W"].astype(np.float64).copy()
+        down["critic/W"] = up["critic/W"].copy()
+        up["critic/W"].flat[k] += h
+        down["critic/W"].flat[k] -= h
+        numeric = (loss_and_grads(up)[0] - loss_and_grads(down)[0]) / (2 * h)
+        assert np.asarray(grads["critic/W"]).flat[k] == pytest.approx(numeric, rel=1e-6, abs=1e-9), (name, mode, k)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_linear_is_the_nnabla_examples_mapping_and_bilinear_is_half_pixel(name):
+    """``linear`` equals ``F.interpolate(mode="linear")`` as the NNabla example calls it
+    (output j samples input j/2), ``bilinear`` NNabla's ``half_pixel=True`` (PyTorch's
+    ``bilinear``), on every backend."""
+    x = np.random.default_rng(0).standard_normal((2,) + UPSAMPLED).astype(np.float32)
+    expected = {"linear": _reference_linear(x, half_pixel=False), "bilinear": _reference_linear(x, half_pixel=True)}
+    for mode, reference in expected.items():
+        session, program = upsampling_session(name, mode, regularizer="none")
+        n = x[0].size
+        session.set_state({"generator/W": np.eye(n, dtype=np.float32), "generator/b": np.zeros(n, np.float32)})
+        got = session.generate(x.reshape(2, n))
+        np.testing.assert_allclose(got, reference, atol=2e-6, err_msg=f"{name} {mode}")
+    assert np.abs(expected["linear"] - expected["bilinear"]).max() > 0.1  # the two really differ
+    np.testing.assert_allclose(expected["linear"], _numpy_linear(x, half_pixel=False), atol=1e-6)
+    np.testing.assert_allclose(expected["bilinear"], _numpy_linear(x, half_pixel=True), atol=1e-6)
+
+
+def _reference_linear(x, half_pixel):
+    """NNabla's own ``F.interpolate`` (the example's call for ``half_pixel=False``) when
+    NNabla is installed, else the same mapping in numpy."""
+    try:
+        import nnabla as nn
+        import nnabla.functions as F
+    except ImportError:
+        return _numpy_linear(x, half_pixel)
+    y = F.interpolate(nn.Variable.from_numpy_array(x), scale=(2, 2), mode="linear",
+                      **({"half_pixel": True} if half_pixel else {}))
+    y.forward()
+    return y.d.copy()
+
+
+def _numpy_linear(x, half_pixel):
+    """Output j samples ``j / 2`` (or ``(j + 0.5) / 2 - 0.5``), clamped, along H then W."""
+    def along(a, ax):
+        n = a.shape[ax]
+        out = np.arange(2 * n)
+        src = np.clip((out + 0.5) / 2 - 0.5 if half_pixel else out / 2, 0, n - 1)
+        lo = np.floor(src).astype(int)
+        hi = np.minimum(lo + 1, n - 1)
+        w = (src - lo).reshape([-1 if i == ax else 1 for i in range(a.ndim)])
+        return np.take(a, lo, ax) * (1 - w) + np.take(a, hi, ax) * w
+    return along(along(x.astype(np.float64), 2), 3).astype(np.float32)
+
+
+def test_a_checkpoint_of_0_1_0_with_linear_keeps_its_meaning(tmp_path, capsys):
+    """wganx 0.1.0's ``linear`` was half-pixel: its checkpoints load as ``bilinear``."""
+    from wganx import checkpoint
+    from wganx.config import TrainConfig
+    from wganx.generate import generate
+    from wganx.training import train
+
+    run = tmp_path / "run"
+    train(TrainConfig(dataset="digits", image_size=32, arch="nnabla-cifar", up="bilinear", maps=2, latent=4,
+                      batch_size=4, n_critic=1, max_iter=1, save_interval=1, num_samples=4, progress=False,
+                      monitor_path=str(run)))
+    path = run / "params_000001.safetensors"
+    arrays, meta = checkpoint.load(path)
+    bilinear = generate(path, tmp_path / "bilinear", num_images=4, fmt=("npz",))["samples"]
+    old = {k: v for k, v in meta.items() if k != "meaning"}  # what 0.1.0 wrote: no meaning, "linear"
+    old["config"] = dict(old["config"], up="linear")
+    from safetensors.numpy import save_file
+
+    save_file(arrays, str(path), metadata={"format": checkpoint.FORMAT, "wganx": json.dumps(old)})
+    capsys.readouterr()
+    loaded = generate(path, tmp_path / "old", num_images=4, fmt=("npz",))["samples"]
+    assert "loading it as --up bilinear" in capsys.readouterr().err
+    np.testing.assert_array_equal(loaded, bilinear)
+    meta["config"]["up"] = "linear"  # the same weights with today's linear: another model
+    checkpoint.save(path, arrays, meta)
+    assert np.abs(generate(path, tmp_path / "new", num_images=4, fmt=("npz",))["samples"] - bilinear).max() > 1e-3

@@ -27,6 +27,10 @@ FORMAT_PATTERN = re.compile(r"^wganx-checkpoint-(\d+)$")
 PATTERN = re.compile(r"^params_(\d+)\.safetensors$")
 TEMPORARY = re.compile(r"^\..+\.tmp$")  # what atomic_write leaves behind when killed mid-write
 REQUIRED_META = ("iteration", "config", "sample_shape", "data_kind", "num_classes")
+# Bumped when a setting keeps its name but changes what it computes; a checkpoint records the
+# meaning it was written with, and an older one is read in today's names. 1 (wganx 0.1.0):
+# ``up = "linear"`` was half-pixel, which is now ``bilinear``.
+MEANING = 2
 
 
 class NonFiniteError(WganxError):
@@ -85,6 +89,7 @@ def save(path, arrays: Dict[str, np.ndarray], meta: dict) -> Path:
     if bad:
         raise NonFiniteError(f"{len(bad)} of {len(tensors)} arrays are not finite ({', '.join(bad[:3])}"
                              f"{', ...' if len(bad) > 3 else ''}); {Path(path).name} was not written")
+    meta = dict(meta, meaning=MEANING)
     blob = serialise(tensors, metadata={"format": FORMAT, "wganx": json.dumps(meta, sort_keys=True)})
     atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(blob))
     return Path(path)
@@ -117,7 +122,16 @@ def _read_meta(path: Path, metadata: dict) -> dict:
     if written_by != "?" and _version_tuple(written_by) > _version_tuple(__version__):
         notice(f"{path.name} was written by wganx {written_by}, newer than this {__version__}; "
                f"reading it as {FORMAT}")
-    return meta
+    return _in_todays_names(meta, path)
+
+
+def _in_todays_names(meta: dict, path: Path) -> dict:
+    """``meta`` with its settings renamed to what they compute today (see :data:`MEANING`)."""
+    if meta.get("meaning", 1) < 2 and isinstance(meta["config"], dict) and meta["config"].get("up") == "linear":
+        meta = dict(meta, config=dict(meta["config"], up="bilinear"))
+        notice(f"{path.name} was trained with wganx 0.1.0's half-pixel --up linear, which is now called "
+               "bilinear (linear is the NNabla example's mapping): loading it as --up bilinear")
+    return dict(meta, meaning=MEANING)
 
 
 def load(path) -> Tuple[Dict[str, np.ndarray], dict]:

@@ -15,6 +15,29 @@ import abc
 import contextlib
 
 
+INTERPOLATION_MODES = ("nearest", "linear", "bilinear")
+
+
+def linear_phases(scale: int, mode: str):
+    """Linear upsampling by ``scale`` along one axis as a shift-and-average: output pixel
+    ``i * scale + r`` is ``(1 - d) * x[i] + d * x[i + 1]`` (``d >= 0``) or
+    ``(1 + d) * x[i] - d * x[i - 1]`` (``d < 0``) with neighbours beyond the border
+    replicated, where ``d`` is the ``r``-th offset returned here.
+
+    >>> linear_phases(2, "linear"), linear_phases(2, "bilinear")
+    ([0.0, 0.5], [-0.25, 0.25])
+    """
+    if mode == "linear":
+        return [r / scale for r in range(scale)]
+    if mode == "bilinear":
+        return [(r + 0.5) / scale - 0.5 for r in range(scale)]
+    raise ValueError(f"unknown linear interpolation mode {mode!r}; choose one of: linear, bilinear")
+
+
+def unknown_interpolation(mode: str) -> ValueError:
+    return ValueError(f"unknown interpolation mode {mode!r}; choose one of: {', '.join(INTERPOLATION_MODES)}")
+
+
 class Ops(abc.ABC):
     """The contract every backend's ops meet; the parity suite is its acceptance test."""
 
@@ -40,11 +63,20 @@ class Ops(abc.ABC):
     # -- resampling -----------------------------------------------------------------------
     @abc.abstractmethod
     def interpolate(self, x, scale: int, mode: str):
-        """Upsample H and W by an integer ``scale``.
+        """Upsample H and W by an integer ``scale``; ``mode`` is one of :data:`INTERPOLATION_MODES`.
 
-        ``mode="nearest"`` replicates pixels. ``mode="linear"`` is bilinear with half-pixel
-        centres (``align_corners=False``): PyTorch's ``bilinear``, ``tf.image.resize``'s
-        ``bilinear`` and NNabla's ``half_pixel=True``, which agree to 1e-7.
+        ``"nearest"`` replicates pixels. The two linear modes differ in where an output pixel
+        samples the input (clamped to the border), see :func:`linear_phases`:
+
+        * ``"linear"``: output ``j`` samples input ``j / scale``. NNabla's
+          ``F.interpolate(mode="linear")`` with its defaults (``align_corners=False,
+          half_pixel=False``), as the NNabla WGAN-GP example calls it, and TensorFlow's
+          ``tf.compat.v1.image.resize_bilinear``.
+        * ``"bilinear"``: half-pixel centres, output ``j`` samples ``(j + 0.5) / scale - 0.5``.
+          PyTorch's ``bilinear`` with ``align_corners=False``, ``tf.image.resize``'s
+          ``bilinear`` and NNabla's ``half_pixel=True``.
+
+        Both must be differentiable to second order: a penalty differentiates through them twice.
         """
 
     @abc.abstractmethod

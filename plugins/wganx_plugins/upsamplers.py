@@ -1,13 +1,15 @@
-"""Seed 000's four upsampling blocks: a 2x larger feature map from a conv or deconv.
+"""Seed 000's four upsampling blocks, and the half-pixel ``bilinear``: a 2x larger feature
+map from a conv or deconv.
 
-``nearest``, ``linear`` and ``unpooling`` are a 3x3 convolution followed by a 2x resize;
-``deconv`` is a 2x2 transposed convolution with stride 2 and twice the maps, exactly as the
-NNabla example writes them.
+``nearest``, ``linear``, ``bilinear`` and ``unpooling`` are a 3x3 convolution followed by a
+2x resize; ``deconv`` is a 2x2 transposed convolution with stride 2 and twice the maps,
+exactly as the NNabla example writes them.
 
-* ``linear`` is bilinear with half-pixel centres on every backend. The NNabla example calls
-  ``F.interpolate(mode="linear")`` with NNabla's default ``half_pixel=False``, an asymmetric
-  mapping no other framework offers (it differs from PyTorch and TensorFlow by up to 0.7 on
-  unit-normal data); wganx computes the common definition everywhere.
+* ``linear`` is the NNabla example's ``F.interpolate(mode="linear")`` with NNabla's defaults:
+  output pixel ``j`` samples input ``j / 2`` (also ``tf.compat.v1.image.resize_bilinear``),
+  on every backend.
+* ``bilinear`` uses half-pixel centres, PyTorch's and ``tf.image.resize``'s convention. It
+  is what ``linear`` meant in wganx 0.1.0; checkpoints of that version load as ``bilinear``.
 * ``unpooling`` is NNabla's ``F.unpooling``, which *replicates* each value into the 2x2
   block: numerically the same as ``nearest`` (measured identical), kept for fidelity.
 """
@@ -38,7 +40,9 @@ UPSAMPLERS = [
     UpsamplerSpec("nearest", *_conv_then(lambda ops, x: ops.interpolate(x, 2, "nearest")),
                   description="3x3 conv, then nearest-neighbour 2x"),
     UpsamplerSpec("linear", *_conv_then(lambda ops, x: ops.interpolate(x, 2, "linear")),
-                  description="3x3 conv, then bilinear 2x (half-pixel centres)"),
+                  description="3x3 conv, then the NNabla example's linear 2x (output j samples input j/2)"),
+    UpsamplerSpec("bilinear", *_conv_then(lambda ops, x: ops.interpolate(x, 2, "bilinear")),
+                  description="3x3 conv, then bilinear 2x with half-pixel centres (PyTorch, tf.image.resize)"),
     UpsamplerSpec("unpooling", *_conv_then(lambda ops, x: ops.unpool(x, 2)),
                   description="3x3 conv, then NNabla's unpooling (replicates: equals nearest)"),
     UpsamplerSpec("deconv", _deconv_params, _deconv_apply,

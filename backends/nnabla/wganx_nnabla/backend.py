@@ -32,7 +32,7 @@ from nnabla.ext_utils import get_extension_context
 
 from wganx.backend import Backend, Session
 from wganx.errors import BackendUnavailableError
-from wganx.ops import Ops
+from wganx.ops import Ops, unknown_interpolation
 from wganx.optim import parse_state_name, state_name
 from wganx.program import Program, critic_objective, generator_objective
 
@@ -157,10 +157,10 @@ class NNablaOps(Ops):
     def interpolate(self, x, scale, mode):
         if mode == "nearest":
             return Tensor(F.interpolate(_v(x), scale=(scale, scale), mode="nearest", align_corners=False))
-        if mode == "linear":
+        if mode in ("linear", "bilinear"):  # "linear": the NNabla example's call, NNabla's defaults
             return Tensor(F.interpolate(_v(x), scale=(scale, scale), mode="linear",
-                                        align_corners=False, half_pixel=True))
-        raise ValueError(f"unknown interpolation mode {mode!r}; choose one of: linear, nearest")
+                                        align_corners=False, half_pixel=mode == "bilinear"))
+        raise unknown_interpolation(mode)
 
     def unpool(self, x, kernel):
         return Tensor(F.unpooling(_v(x), (kernel, kernel)))

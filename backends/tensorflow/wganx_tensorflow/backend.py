@@ -24,7 +24,7 @@ import tensorflow as tf  # noqa: E402
 
 from wganx.backend import Backend, Session  # noqa: E402
 from wganx.errors import BackendUnavailableError, WganxError  # noqa: E402
-from wganx.ops import Ops  # noqa: E402
+from wganx.ops import Ops, linear_phases, unknown_interpolation  # noqa: E402
 from wganx.optim import parse_state_name, state_name  # noqa: E402
 from wganx.program import Program, critic_objective, generator_objective, split_params  # noqa: E402
 
@@ -140,13 +140,13 @@ class TensorFlowOps(Ops):
         return _nearest_up(x, h, w, k)
 
     @staticmethod
-    def _linear_axis(x, k, axis):
-        """Half-pixel linear upsampling by ``k`` along ``axis`` (edges replicated).
+    def _linear_axis(x, k, axis, mode):
+        """Linear upsampling by ``k`` along ``axis`` (see :func:`wganx.ops.linear_phases`).
 
         Built from slices and weighted sums, so it is differentiable to any order (the
         ``ResizeBilinearGrad`` op has no gradient) and keeps float64 (``tf.image.resize``
-        returns float32); equal to ``tf.image.resize(method="bilinear")`` and PyTorch's
-        ``bilinear, align_corners=False``.
+        returns float32). ``bilinear`` equals ``tf.image.resize(method="bilinear")``,
+        ``linear`` equals ``tf.compat.v1.image.resize_bilinear``.
         """
         size = int(x.shape[axis])
         first = tf.gather(x, [0], axis=axis)
@@ -162,15 +162,8 @@ class TensorFlowOps(Ops):
             return tf.slice(padded, b, s)
 
         prev, nxt = window(0), window(2)
-        phases = []
-        for r in range(k):
-            d = (r + 0.5) / k - 0.5  # source offset of output phase r
-            if d < 0:
-                phases.append(prev * (-d) + x * (1.0 + d))
-            elif d > 0:
-                phases.append(x * (1.0 - d) + nxt * d)
-            else:
-                phases.append(x)
+        phases = [x if d == 0 else (x * (1.0 - d) + nxt * d if d > 0 else x * (1.0 + d) - prev * d)
+                  for d in linear_phases(k, mode)]
         y = tf.stack(phases, axis=axis + 1)
         shape = [_static(s) for s in x.shape]
         shape[axis] = size * k
@@ -180,9 +173,9 @@ class TensorFlowOps(Ops):
     def interpolate(self, x, scale, mode):
         if mode == "nearest":
             return self._repeat(x, int(scale))
-        if mode == "linear":
-            return self._linear_axis(self._linear_axis(x, int(scale), 2), int(scale), 1)
-        raise ValueError(f"unknown interpolation mode {mode!r}; choose one of: linear, nearest")
+        if mode in ("linear", "bilinear"):
+            return self._linear_axis(self._linear_axis(x, int(scale), 2, mode), int(scale), 1, mode)
+        raise unknown_interpolation(mode)
 
     def unpool(self, x, kernel):
         return self._repeat(x, int(kernel))

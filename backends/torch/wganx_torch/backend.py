@@ -14,9 +14,21 @@ import torch.nn.functional as F
 
 from wganx.backend import Backend, Session
 from wganx.errors import BackendUnavailableError
-from wganx.ops import Ops
+from wganx.ops import Ops, linear_phases, unknown_interpolation
 from wganx.optim import parse_state_name, state_name
 from wganx.program import Program, critic_objective, generator_objective, split_params
+
+
+def _linear_axis(x, k, dim, mode):
+    """Linear upsampling by ``k`` along ``dim`` (see :func:`wganx.ops.linear_phases`), made of
+    slices and weighted sums, so autograd differentiates it to any order."""
+    prev = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, x.shape[dim] - 1)], dim)
+    nxt = torch.cat([x.narrow(dim, 1, x.shape[dim] - 1), x.narrow(dim, x.shape[dim] - 1, 1)], dim)
+    phases = [x if d == 0 else (x * (1 - d) + nxt * d if d > 0 else x * (1 + d) - prev * d)
+              for d in linear_phases(k, mode)]
+    shape = list(x.shape)
+    shape[dim] *= k
+    return torch.stack(phases, dim + 1).reshape(shape)
 
 
 class TorchOps(Ops):
@@ -41,9 +53,11 @@ class TorchOps(Ops):
     def interpolate(self, x, scale, mode):
         if mode == "nearest":
             return F.interpolate(x, scale_factor=scale, mode="nearest")
-        if mode == "linear":
+        if mode == "bilinear":
             return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
-        raise ValueError(f"unknown interpolation mode {mode!r}; choose one of: linear, nearest")
+        if mode == "linear":  # PyTorch has no such mode: shift-and-average along W, then H
+            return _linear_axis(_linear_axis(x, int(scale), 3, mode), int(scale), 2, mode)
+        raise unknown_interpolation(mode)
 
     def unpool(self, x, kernel):
         return x.repeat_interleave(kernel, dim=2).repeat_interleave(kernel, dim=3)
@@ -286,8 +300,8 @@ class TorchSession(Session):
     def fetch(self, values):
         if not values:
             return {}
-        keys = list(values)
-        stacked = torch.stack([values[k].reshape(()).float() for k in keys]).cpu().numpy()
+        keys = list(values)  # float64: exact for every dtype, so -t double keeps its digits
+        stacked = torch.stack([values[k].reshape(()).double() for k in keys]).cpu().numpy()
         return {k: float(x) for k, x in zip(keys, stacked)}
 
     def gradients(self, step, inputs):
