@@ -139,7 +139,8 @@ def test_two_runs_into_one_folder_the_second_names_the_first_pid(tmp_path):
         first.send_signal(signal.SIGKILL)  # a dead holder's lock is released by the kernel
         first.wait(timeout=60)
     all_checkpoints_load(run)
-    result = train(toy_config(run, resume="latest", max_iter=checkpoint.load(checkpoint.latest(run))[1]["iteration"] + 1))
+    reached = checkpoint.load(checkpoint.latest(run))[1]["iteration"]
+    result = train(toy_config(run, resume="latest", max_iter=reached + 1))
     assert result["status"] == "finished"
 
 

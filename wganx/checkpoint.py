@@ -25,6 +25,7 @@ FORMAT_VERSION = 1
 FORMAT = f"wganx-checkpoint-{FORMAT_VERSION}"
 FORMAT_PATTERN = re.compile(r"^wganx-checkpoint-(\d+)$")
 PATTERN = re.compile(r"^params_(\d+)\.safetensors$")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 TEMPORARY = re.compile(r"^\..+\.tmp$")  # what atomic_write leaves behind when killed mid-write
 REQUIRED_META = ("iteration", "config", "sample_shape", "data_kind", "num_classes")
 # Bumped when a setting keeps its name but changes what it computes; a checkpoint records the
@@ -141,6 +142,11 @@ def load(path) -> Tuple[Dict[str, np.ndarray], dict]:
     path = Path(path)
     if not path.is_file():
         raise WganxError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as f:
+        if f.read(8) == HDF5_SIGNATURE:
+            raise WganxError(f"{path} is an HDF5 file, such as the NNabla example's params_N.h5; turn it into a "
+                             "wganx checkpoint with: wganx import --format nnabla-h5 FILE.h5 --maps M --up UP "
+                             "--latent L --output params_N.safetensors")
     try:
         arrays = {}
         with safe_open(str(path), framework="numpy") as f:

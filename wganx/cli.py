@@ -60,6 +60,25 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--format", choices=("png", "npz", "both"), default="both")
     gen.add_argument("--seed", type=int, default=0)
 
+    formats = ("nnabla-h5",)
+    imp = sub.add_parser("import", help="turn another tool's checkpoint into a wganx checkpoint",
+                         description="Import the NNabla WGAN-GP example's params_N.h5 (nn.save_parameters) as a wganx "
+                                     "nnabla-cifar checkpoint; give the --maps, --up and --latent it was trained with.")
+    imp.add_argument("source", metavar="FILE.h5")
+    imp.add_argument("--format", choices=formats, default="nnabla-h5")
+    imp.add_argument("--maps", type=int, default=128, help="the example's --maps (default: 128)")
+    imp.add_argument("--up", default="nearest", help="the example's --up: nearest, linear, unpooling or deconv")
+    imp.add_argument("--latent", type=int, default=128, help="the example's --latent (default: 128)")
+    imp.add_argument("-o", "--output", required=True, metavar="CKPT.safetensors")
+    imp.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    exp = sub.add_parser("export", help="write a wganx checkpoint in another tool's format",
+                         description="Write an nnabla-cifar checkpoint as the NNabla example's params_N.h5, which its "
+                                     "generate.py and nn.load_parameters read.")
+    exp.add_argument("source", metavar="CKPT.safetensors")
+    exp.add_argument("--format", choices=formats, default="nnabla-h5")
+    exp.add_argument("-o", "--output", required=True, metavar="FILE.h5")
+    exp.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+
     plugins = sub.add_parser("plugins", help="list installed plugins",
                              description="Every plugin of the wganx entry-point group, built-ins included.")
     plugins.add_argument("--json", action="store_true", help="print a JSON list")
@@ -159,7 +178,24 @@ def _cmd_bench(args) -> int:
     return bench_main(args)
 
 
-COMMANDS = {"train": _cmd_train, "generate": _cmd_generate, "plugins": _cmd_plugins, "parity": _cmd_parity,
+def _cmd_import(args) -> int:
+    from .nnabla_example import import_command
+
+    written = import_command(args.source, args.output, maps=args.maps, up=args.up, latent=args.latent,
+                             overwrite=args.overwrite)
+    print(f"wrote {written}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .nnabla_example import export_command
+
+    print(f"wrote {export_command(args.source, args.output, overwrite=args.overwrite)}")
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "import": _cmd_import, "export": _cmd_export, "generate": _cmd_generate,
+            "plugins": _cmd_plugins, "parity": _cmd_parity,
             "evaluate": _cmd_evaluate, "bench": _cmd_bench}
 
 

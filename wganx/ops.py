@@ -24,6 +24,7 @@ def linear_phases(scale: int, mode: str):
     ``(1 + d) * x[i] - d * x[i - 1]`` (``d < 0``) with neighbours beyond the border
     replicated, where ``d`` is the ``r``-th offset returned here.
 
+    >>> from wganx.ops import linear_phases
     >>> linear_phases(2, "linear"), linear_phases(2, "bilinear")
     ([0.0, 0.5], [-0.25, 0.25])
     """
