@@ -1,7 +1,7 @@
 """Sphinx configuration of the wganx documentation.
 
 Build: ``python -m sphinx -W -b html docs docs/_build/html`` and ``-b doctest`` for the
-examples. Needs ``pip install -e .[docs]`` (sphinx, furo, sphinx-argparse, myst-parser).
+examples. Needs ``pip install -e .[docs]`` (sphinx, furo, myst-parser).
 """
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.doctest",
     "sphinx.ext.viewcode",
-    "sphinxarg.ext",  # the CLI reference is generated from wganx.cli.build_parser()
     "myst_parser",  # docs/results/*.md, written by the evaluation scripts
 ]
 
@@ -88,3 +87,18 @@ def _write_results_toc() -> None:
 
 
 _write_results_toc()
+
+
+def _write_cli_reference() -> None:
+    """``_generated/cli_reference.rst`` from the typer app itself (:func:`wganx.cli.reference_rst`)."""
+    from wganx.cli import reference_rst
+
+    out = HERE / "_generated"
+    out.mkdir(exist_ok=True)
+    text = reference_rst()
+    target = out / "cli_reference.rst"
+    if not target.exists() or target.read_text() != text:
+        target.write_text(text)
+
+
+_write_cli_reference()

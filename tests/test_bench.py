@@ -5,6 +5,7 @@ import json
 import pytest
 
 from wganx import bench
+from wganx.cli import parse
 
 
 def _installed(name):
@@ -12,10 +13,9 @@ def _installed(name):
 
 
 def _args(tmp_path, *extra):
-    parser = __import__("argparse").ArgumentParser()
-    bench.add_arguments(parser)
-    return parser.parse_args(["--quick", "--json", str(tmp_path / "bench.json"),
-                              "--markdown", str(tmp_path / "bench.md"), "--threads", "1", *extra])
+    """The options of ``wganx bench --quick ... EXTRA``, parsed by the command itself."""
+    return vars(parse("bench", ["--quick", "--json", str(tmp_path / "bench.json"),
+                                "--markdown", str(tmp_path / "bench.md"), "--threads", "1", *extra]))
 
 
 def _check_report(report, backends, configs):
@@ -43,7 +43,7 @@ def _check_report(report, backends, configs):
 @pytest.mark.skipif(not _installed("torch"), reason="torch is not installed")
 def test_quick_in_process_torch(tmp_path):
     args = _args(tmp_path, "--backend", "torch", "--in-process", "--config", "cifar-m16", "--config", "toy-mlp")
-    assert bench.main(args) == 0
+    assert bench.command(**args) == 0
     report = json.loads((tmp_path / "bench.json").read_text())
     _check_report(report, ["torch"], ["cifar-m16", "toy-mlp"])
     assert report["settings"]["quick"] and report["settings"]["in_process"]
@@ -55,7 +55,7 @@ def test_quick_in_process_torch(tmp_path):
 def test_quick_subprocess_worker(tmp_path):
     """One variant through a real subprocess: the worker protocol and per-run RSS."""
     args = _args(tmp_path, "--backend", "torch", "--config", "toy-mlp", "--variant", "wganx", "--no-penalty")
-    assert bench.main(args) == 0
+    assert bench.command(**args) == 0
     report = json.loads((tmp_path / "bench.json").read_text())
     (run,) = report["runs"]
     assert run["ok"] and run["variant"] == "wganx" and run["rss_mib"] > 0
@@ -72,7 +72,7 @@ def test_quick_other_backends(tmp_path, backend):
     # Kept cheap: two variants, no penalty comparison (each traces or builds its own graphs).
     args = _args(tmp_path, "--backend", backend, "--in-process", "--config", "toy-mlp", "--variant", "wganx",
                  "--variant", "plain", "--no-penalty")
-    assert bench.main(args) == 0
+    assert bench.command(**args) == 0
     report = json.loads((tmp_path / "bench.json").read_text())
     (row,) = report["results"]
     assert row["backend"] == backend and set(row["variants"]) == {"wganx", "plain"}

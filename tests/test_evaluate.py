@@ -3,13 +3,14 @@
 Real data comes from ``shared/data`` beside the repository (skipped where it is absent). The
 MNIST classifier is trained once per test session into a temporary cache.
 """
-import argparse
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from wganx import cli
 
 from wganx import evaluate as E
 from wganx.errors import WganxError
@@ -26,7 +27,8 @@ needs_mnist = pytest.mark.skipif(not (MNIST / "t10k-images-idx3-ubyte.gz").is_fi
 
 
 def parse(argv):
-    return E.add_arguments(argparse.ArgumentParser()).parse_args(argv)
+    """The options of ``wganx evaluate ARGV``, parsed by the command itself."""
+    return cli.parse("evaluate", argv)
 
 
 def run_json(argv, capsys):
@@ -203,8 +205,8 @@ def test_clear_errors(tmp_path, capsys):
     assert "applies to features data" in capsys.readouterr().err
     assert E.main(parse(["--samples", str(tmp_path / "missing.npz"), "--reference", "8gaussians"])) == 2
     assert "does not exist" in capsys.readouterr().err
-    with pytest.raises(SystemExit):  # exactly one source
-        parse(["--samples", path, "--folder", str(tmp_path)])
+    assert E.main(parse(["--samples", path, "--folder", str(tmp_path)])) == 2
+    assert "give exactly one of --model-load-path, --samples, --folder" in capsys.readouterr().err
 
 
 def test_evaluator_during_training_writes_csv_and_plot(tmp_path):

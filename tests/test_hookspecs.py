@@ -20,6 +20,7 @@ RECORD = {
     "wganx_losses": records.LossSpec,
     "wganx_datasets": records.DatasetSpec,
     "wganx_metrics": records.MetricSpec,
+    "wganx_commands": records.CommandSpec,
 }
 
 SPECS = {name: fn for name, fn in vars(hookspecs).items()

@@ -29,7 +29,7 @@ from wganx.training import TrainingDiverged, Trainer, train
 from conftest import run_cli
 from test_train import NaNAfter
 
-TOY = ["--dataset", "8gaussians", "--arch", "mlp", "--maps", "8", "--latent", "2", "-b", "16",
+TOY = ["--dataset", "8gaussians", "--arch", "mlp", "--maps", "8", "--latent", "2", "-b", "16", "--lambda", "0.1",
        "--log-interval", "1", "--num-samples", "16", "--no-progress"]
 
 
@@ -133,7 +133,7 @@ def test_resume_and_overwrite_together_are_refused(tmp_path, capsys):
 def test_two_runs_into_one_folder_the_second_names_the_first_pid(tmp_path):
     run = tmp_path / "run"
     with training_process(*TOY, "-i", "100000", "--save-interval", "5", "--monitor-path", run) as first:
-        wait_for(lambda: has_rows(run, 2))
+        wait_for(lambda: checkpoint.latest(run) is not None)
         with pytest.raises(RunFolderError, match=f"in use by another wganx run \\(PID {first.pid} on "):
             Trainer(toy_config(run, resume="latest"))
         first.send_signal(signal.SIGKILL)  # a dead holder's lock is released by the kernel

@@ -23,7 +23,6 @@ with ``none``, for wganx and for the plain loop.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import importlib.util
 import json
@@ -36,9 +35,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Dict, List, Optional
 
 import numpy as np
+import typer
+from typing_extensions import Annotated
+
+from .errors import WganxError
 
 POOL = 8  # distinct real batches cycled through
 RESULT_TAG = "WGANX_BENCH_RESULT "
@@ -501,35 +505,56 @@ def format_table(report) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", action="append", default=[],
-                        help="backend to measure (repeatable; default: every available one)")
-    parser.add_argument("--config", action="append", choices=list(CONFIGS),
-                        help="configuration (repeatable; default: " + ", ".join(CPU_DEFAULT)
-                             + " on the CPU, " + ", ".join(GPU_DEFAULT) + " on a GPU)")
-    parser.add_argument("--variant", action="append", choices=VARIANTS,
-                        help="what to time (repeatable; default: all of " + ", ".join(VARIANTS) + ")")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (default: 3)")
-    parser.add_argument("--iters", type=int, default=0,
-                        help="generator iterations per timed window (default: per configuration)")
-    parser.add_argument("--windows", type=int, default=2, help="timed windows per subprocess (default: 2)")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="untimed warm-up iterations (default: 2 on the CPU, 5 on a GPU)")
-    parser.add_argument("-c", "--context", default="cpu", choices=("cpu", "cuda", "cudnn"))
-    parser.add_argument("-d", "--device-id", type=int, default=0)
-    parser.add_argument("-t", "--type-config", default="float", choices=("float", "half"))
-    parser.add_argument("--no-penalty", dest="penalty", action="store_false",
-                        help="skip the critic-step cost of gp against none")
-    parser.add_argument("--torch-compile", action="store_true",
-                        help="also time the plain torch loop with torch.compile on the generator")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, one round (for tests)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="intra-op threads of torch / OpenMP / MKL in each run (default: the framework's)")
-    parser.add_argument("--in-process", action="store_true",
-                        help="run every variant in this process (fast, for tests; peak RSS is not per run)")
-    parser.add_argument("--timeout", type=int, default=1800, help="seconds per subprocess (default: 1800)")
-    parser.add_argument("--json", metavar="PATH", help="write the full report as JSON")
-    parser.add_argument("--markdown", metavar="PATH", help="write the table as Markdown")
+Repeated = Optional[List[str]]
+
+
+def command(
+        backend: Annotated[Repeated, typer.Option(
+            "--backend", help="backend to measure (repeatable; default: every available one)")] = None,
+        config: Annotated[Repeated, typer.Option(
+            "--config", help="configuration (repeatable; default: " + ", ".join(CPU_DEFAULT) + " on the CPU, "
+                             + ", ".join(GPU_DEFAULT) + " on a GPU): " + ", ".join(CONFIGS))] = None,
+        variant: Annotated[Repeated, typer.Option(
+            "--variant", help="what to time (repeatable; default: all of " + ", ".join(VARIANTS) + ")")] = None,
+        repeats: Annotated[int, typer.Option("--repeats", help="interleaved rounds")] = 3,
+        iters: Annotated[int, typer.Option(
+            "--iters", help="generator iterations per timed window (0: per configuration)")] = 0,
+        windows: Annotated[int, typer.Option("--windows", help="timed windows per subprocess")] = 2,
+        warmup: Annotated[Optional[int], typer.Option(
+            "--warmup", help="untimed warm-up iterations (default: 2 on the CPU, 5 on a GPU)")] = None,
+        context: Annotated[str, typer.Option("-c", "--context", help="cpu, cuda or cudnn")] = "cpu",
+        device_id: Annotated[int, typer.Option("-d", "--device-id", help="GPU index")] = 0,
+        type_config: Annotated[str, typer.Option("-t", "--type-config", help="float or half")] = "float",
+        penalty: Annotated[bool, typer.Option(
+            "--penalty/--no-penalty", help="--no-penalty skips the critic-step cost of gp against none")] = True,
+        torch_compile: Annotated[bool, typer.Option(
+            "--torch-compile", help="also time the plain torch loop with torch.compile on the generator")] = False,
+        quick: Annotated[bool, typer.Option("--quick", help="tiny sizes, one round (for tests)")] = False,
+        threads: Annotated[int, typer.Option(
+            "--threads", help="intra-op threads of torch / OpenMP / MKL in each run (0: the framework's)")] = 0,
+        in_process: Annotated[bool, typer.Option(
+            "--in-process", help="run every variant in this process (fast, for tests; peak RSS is not per run)")] = False,
+        timeout: Annotated[int, typer.Option("--timeout", help="seconds per subprocess")] = 1800,
+        json: Annotated[Optional[str], typer.Option("--json", metavar="PATH", help="write the full report as JSON")] = None,
+        markdown: Annotated[Optional[str], typer.Option("--markdown", metavar="PATH",
+                                                        help="write the table as Markdown")] = None) -> int:
+    """Measure training speed: generator iterations per second of wganx and of plain
+    hand-written loops in each framework."""
+    args = SimpleNamespace(**locals())
+    for name in ("backend", "config", "variant"):
+        if not getattr(args, name):
+            setattr(args, name, [] if name == "backend" else None)
+    for flag, value, allowed in (("--context", context, ("cpu", "cuda", "cudnn")),
+                                 ("--type-config", type_config, ("float", "half"))):
+        if value not in allowed:
+            raise WganxError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+    for name in args.config or ():
+        if name not in CONFIGS:
+            raise WganxError(f"unknown config {name!r}; choose one of: {', '.join(CONFIGS)}")
+    for name in args.variant or ():
+        if name not in VARIANTS:
+            raise WganxError(f"unknown variant {name!r}; choose one of: {', '.join(VARIANTS)}")
+    return main(args)
 
 
 def main(args) -> int:
@@ -563,13 +588,19 @@ def _worker_main(payload: str) -> int:
 
 
 def cli(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="wganx bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    if args.worker:
-        return _worker_main(args.worker)
-    return main(args)
+    """``python -m wganx.bench`` / ``benchmarks/speed.py``: ``wganx bench``'s options, or
+    ``--worker JOB`` (internal: one timed subprocess)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--worker"]:
+        return _worker_main(argv[1])
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich")
+    app.command()(command)
+    try:
+        app(args=argv, prog_name="wganx bench", standalone_mode=False)
+    except WganxError as exc:
+        print(f"wganx bench: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

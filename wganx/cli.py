@@ -1,202 +1,385 @@
-"""The ``wganx`` command: train, generate, plugins, parity (and ``python -m wganx``)."""
+"""The ``wganx`` command (and ``python -m wganx``), on typer and rich.
+
+``wganx train``'s options are generated from :class:`wganx.config.TrainConfig`, one per
+field, grouped in the panels of :data:`wganx.config.SECTIONS`; plugin names are listed from
+the registry (so a third-party architecture appears in ``--arch``'s help and completion).
+Every option of ``train`` defaults to "not given", so flags can override ``--config`` and
+the plugins' recommended defaults can fill what neither gave. Plugins add subcommands
+through ``wganx_commands``.
+
+Exit status: 0, 1 when ``wganx parity`` finds a mismatch, 2 for a usage or input error
+(one line, no traceback), 128 + the signal when interrupted (130 Ctrl-C, 143 SIGTERM).
+"""
 from __future__ import annotations
 
-import argparse
+import inspect
 import json
+import os
 import signal
 import sys
 import threading
-from dataclasses import MISSING, fields
-from typing import List, Optional
+from dataclasses import fields
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable, List, Optional
+
+import typer
+from typing_extensions import Annotated
 
 from . import __version__
-from .config import TrainConfig, load_toml
+from .config import PLUGIN_FIELDS, SECTIONS, TrainConfig, default_of, flag_name, from_user, load_toml
 from .errors import WganxError
 
+CONTEXTS = ("cpu", "cuda", "cudnn")
+BUILT_IN = ("train", "generate", "evaluate", "plugins", "parity", "import", "export")
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field; defaults stay out of the namespace so we can tell
-    what the user said (flags override ``--config``, which overrides the defaults)."""
-    for f in fields(TrainConfig):
-        meta = f.metadata
-        name = "--" + f.name.rstrip("_").replace("_", "-")
-        flags = [*meta.get("flags", ())]
-        if name not in flags:
-            flags.append(name)
-        default = f.default if f.default is not MISSING else f.default_factory()
-        help_text = f"{meta.get('help', '')} (default: {default})"
-        kw = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
-        if f.type in ("bool", bool):
-            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kw)
-            continue
-        if "nargs" in meta:
-            kw.update(nargs=meta["nargs"], const=meta["const"])
-        base = f.type.replace("Optional[", "").rstrip("]") if isinstance(f.type, str) else f.type
-        kw["type"] = {"int": int, "float": float, "str": str}.get(base, str)
-        if meta.get("choices"):
-            kw["choices"] = meta["choices"]
-        parser.add_argument(*flags, **kw)
+TRAIN_EXAMPLES = """[bold]Examples[/bold]
+
+  wganx train --dataset 8gaussians -i 1500                       [dim]# the paper's toy, its recommended settings[/dim]
+  wganx train --backend nnabla -c cudnn -d 0 -b 64 --up nearest  [dim]# the NNabla example's CIFAR-10 job[/dim]
+  wganx train --config run.toml -i 200 --resume                  [dim]# a TOML file of the same names; flags win[/dim]
+"""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wganx", description="Train Wasserstein GANs with gradient penalty on PyTorch, TensorFlow or NNabla.")
-    parser.add_argument("--version", action="version", version=f"wganx {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def _registry():
+    from .plugins import registry
 
-    train = sub.add_parser("train", help="train a GAN", description="Train a GAN; flags as in seed 000's train.py.")
-    train.add_argument("--config", help="TOML file whose keys are the flag names (flags override it)")
-    _add_config_flags(train)
-
-    gen = sub.add_parser("generate", help="sample from a checkpoint",
-                         description="Write an image tile and/or samples.npz from a checkpoint, on any backend.")
-    gen.add_argument("--model-load-path", required=True, help="a params_*.safetensors checkpoint")
-    gen.add_argument("--backend", help="backend to generate with (default: the one that trained)")
-    gen.add_argument("-c", "--context", default="cpu", choices=("cpu", "cuda", "cudnn"))
-    gen.add_argument("-d", "--device-id", type=int, default=0)
-    gen.add_argument("-b", "--batch-size", type=int, default=64)
-    gen.add_argument("--num-images", type=int, default=64)
-    gen.add_argument("--monitor-path", required=True, help="output folder")
-    gen.add_argument("--format", choices=("png", "npz", "both"), default="both")
-    gen.add_argument("--seed", type=int, default=0)
-
-    formats = ("nnabla-h5",)
-    imp = sub.add_parser("import", help="turn another tool's checkpoint into a wganx checkpoint",
-                         description="Import the NNabla WGAN-GP example's params_N.h5 (nn.save_parameters) as a wganx "
-                                     "nnabla-cifar checkpoint; give the --maps, --up and --latent it was trained with.")
-    imp.add_argument("source", metavar="FILE.h5")
-    imp.add_argument("--format", choices=formats, default="nnabla-h5")
-    imp.add_argument("--maps", type=int, default=128, help="the example's --maps (default: 128)")
-    imp.add_argument("--up", default="nearest", help="the example's --up: nearest, linear, unpooling or deconv")
-    imp.add_argument("--latent", type=int, default=128, help="the example's --latent (default: 128)")
-    imp.add_argument("-o", "--output", required=True, metavar="CKPT.safetensors")
-    imp.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
-    exp = sub.add_parser("export", help="write a wganx checkpoint in another tool's format",
-                         description="Write an nnabla-cifar checkpoint as the NNabla example's params_N.h5, which its "
-                                     "generate.py and nn.load_parameters read.")
-    exp.add_argument("source", metavar="CKPT.safetensors")
-    exp.add_argument("--format", choices=formats, default="nnabla-h5")
-    exp.add_argument("-o", "--output", required=True, metavar="FILE.h5")
-    exp.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
-
-    plugins = sub.add_parser("plugins", help="list installed plugins",
-                             description="Every plugin of the wganx entry-point group, built-ins included.")
-    plugins.add_argument("--json", action="store_true", help="print a JSON list")
-
-    from . import bench, evaluate  # neither imports a framework
-
-    evaluate.add_arguments(sub.add_parser(
-        "evaluate", help="measure sample quality",
-        description="FID/KID/IS/precision-recall/class coverage of images, or modes/energy of 2-D samples, "
-                    "from a checkpoint, a samples.npz or a folder of images."))
-    bench.add_arguments(sub.add_parser(
-        "bench", help="measure training speed against plain hand-written loops",
-        description="Generator iterations per second of wganx and of plain loops in each framework."))
-
-    parity = sub.add_parser("parity", help="run the cross-backend parity matrix",
-                            description="Compare losses, penalties, gradients and short trajectories across "
-                                        "the installed backends; exits 1 on any mismatch.")
-    parity.add_argument("--backend", action="append", dest="backends", default=[],
-                        help="backend to include (repeatable; default: all available)")
-    parity.add_argument("--json", action="store_true", help="print JSON")
-    return parser
+    return registry()
 
 
-def _cmd_train(args) -> int:
-    from .training import train
+def _names(kind: str) -> List[str]:
+    try:
+        return _registry().names(kind)
+    except WganxError:
+        return []
 
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
-    values = load_toml(args.config) if args.config else {}
-    values.update(given)
-    config = TrainConfig(**values).apply_recipe(set(values))
-    result = train(config)
-    last = result["losses"]
-    summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "iteration")
-    print(f"{result['status']} at iteration {result['iteration']}: {summary}")
-    print(f"results in {config.monitor_path} (checkpoint {result['checkpoint']})")
+
+def _completer(kind: str) -> Callable[[str], List[str]]:
+    """Shell completion of plugin names of ``kind``, from the registry."""
+    def complete(incomplete: str) -> List[str]:
+        return [n for n in _names(kind) if n.startswith(incomplete)]
+    return complete
+
+
+def _choices(choices) -> Callable[[str], List[str]]:
+    def complete(incomplete: str) -> List[str]:
+        return [c for c in choices if c.startswith(incomplete)]
+    return complete
+
+
+# -- train: one option per TrainConfig field ----------------------------------------------------
+
+def _train_option(f) -> inspect.Parameter:
+    meta = f.metadata
+    flags = list(dict.fromkeys([*meta.get("flags", ()), "--" + flag_name(f.name)]))
+    base = f.type.replace("Optional[", "").rstrip("]") if isinstance(f.type, str) else f.type.__name__
+    kind = {"int": int, "float": float, "str": str, "bool": bool}[base]
+    default = default_of(f.name)
+    shown = meta.get("shown_default") or ("off" if default is None or default is False
+                                          else "on" if default is True else default)
+    help_text = meta.get("help", "")
+    choices = meta.get("choices") or (_names(PLUGIN_FIELDS[f.name]) if f.name in PLUGIN_FIELDS else None)
+    if choices:
+        help_text += f" [dim]\\[{' | '.join(choices)}][/dim]"
+    help_text += f" [dim]\\[default: {shown}][/dim]"
+    extra = {}
+    if kind is bool:
+        flags = [f"--{flag_name(f.name)}/--no-{flag_name(f.name)}"]
+    if f.name in PLUGIN_FIELDS:
+        extra["autocompletion"] = _completer(PLUGIN_FIELDS[f.name])
+    elif choices:
+        extra["autocompletion"] = _choices(choices)
+    option = typer.Option(*flags, help=help_text, show_default=False, rich_help_panel=_panel(f.name), **extra)
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[Optional[kind], option])
+
+
+def _panel(name: str) -> str:
+    return next(section for section, names in SECTIONS.items() if name in names)
+
+
+def train(config_file: Optional[Path] = None, quiet: bool = False, **given) -> int:
+    """Train a GAN. Options mean what they mean in the NNabla WGAN-GP example's train.py."""
+    from .training import train as run_training
+
+    values = load_toml(str(config_file)) if config_file else {}
+    values.update({k: v for k, v in given.items() if v is not None})
+    if quiet:
+        values["progress"] = False
+    config, recommended = from_user(values)
+    result = run_training(config, recommended=recommended)
+    if not quiet:
+        summary = ", ".join(f"{k} {v:.4g}" for k, v in result["losses"].items() if k != "iteration")
+        print(f"{result['status']} at iteration {result['iteration']}: {summary}")
+        print(f"results in {config.monitor_path} (checkpoint {result['checkpoint']})")
     return 128 + result["signal"] if result["status"] == "interrupted" else 0
 
 
-def _cmd_generate(args) -> int:
-    from .generate import generate
+def _train_signature() -> inspect.Signature:
+    """``--config``, ``--quiet``, then one option per TrainConfig field (choices from the registry)."""
+    config_file = typer.Option("--config", help="TOML file of the same names (dashes or underscores); flags "
+                                                "override it", rich_help_panel="Output", show_default=False)
+    quiet = typer.Option("--quiet", "-q", help="no progress and no summary", rich_help_panel="Output")
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    return inspect.Signature(
+        [_train_option(f) for f in fields(TrainConfig)]
+        + [inspect.Parameter("config_file", keyword, default=None, annotation=Annotated[Optional[Path], config_file]),
+           inspect.Parameter("quiet", keyword, default=False, annotation=Annotated[bool, quiet])])
 
-    fmt = ("png", "npz") if args.format == "both" else (args.format,)
-    result = generate(args.model_load_path, args.monitor_path, backend=args.backend, context=args.context,
-                      device_id=args.device_id, batch_size=args.batch_size, num_images=args.num_images,
-                      fmt=fmt, seed=args.seed)
-    for kind, path in result["written"].items():
+
+def _resume_takes_latest(argv: List[str]) -> List[str]:
+    """``--resume`` without a path means ``--resume latest`` (click options take one value)."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--resume" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out.insert(i + 1, "latest")
+            return out
+    return out
+
+
+# -- the other built-in commands ------------------------------------------------------------------
+
+Context = Annotated[str, typer.Option("-c", "--context", help="cpu, cuda or cudnn", autocompletion=_choices(CONTEXTS))]
+DeviceId = Annotated[int, typer.Option("-d", "--device-id", help="GPU index")]
+Backend = Annotated[Optional[str], typer.Option("--backend", help="backend (default: the one that trained it)",
+                                                autocompletion=_completer("backend"))]
+
+
+def _check_context(context: str) -> None:
+    if context not in CONTEXTS:
+        raise WganxError(f"--context must be one of {', '.join(CONTEXTS)}, got {context!r}")
+
+
+def generate(model_load_path: Annotated[Path, typer.Option("--model-load-path", help="a params_*.safetensors checkpoint")],
+             monitor_path: Annotated[Path, typer.Option("--monitor-path", help="output folder")],
+             backend: Backend = None, context: Context = "cpu", device_id: DeviceId = 0,
+             batch_size: Annotated[int, typer.Option("-b", "--batch-size")] = 64,
+             num_images: Annotated[int, typer.Option("--num-images")] = 64,
+             format: Annotated[str, typer.Option("--format", help="png, npz or both")] = "both",
+             seed: Annotated[int, typer.Option("--seed")] = 0) -> int:
+    """Sample from a checkpoint on any backend: an image tile and/or samples.npz."""
+    from .generate import generate as run
+
+    _check_context(context)
+    if format not in ("png", "npz", "both"):
+        raise WganxError(f"--format must be one of png, npz, both, got {format!r}")
+    result = run(model_load_path, monitor_path, backend=backend, context=context, device_id=device_id,
+                 batch_size=batch_size, num_images=num_images, fmt=("png", "npz") if format == "both" else (format,),
+                 seed=seed)
+    for path in result["written"].values():
         print(f"wrote {path}")
     return 0
 
 
-def _cmd_plugins(args) -> int:
-    from .plugins import registry
-
-    rows = []
-    reg = registry()
-    for name, why in reg.missing_standard_backends().items():
-        rows.append({"kind": "backend", "name": name, "package": f"wganx-{name}", "version": "",
-                     "available": False, "reason": why, "description": ""})
+def plugins(json_output: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False) -> int:
+    """List every plugin of the wganx entry-point group, built-ins included."""
+    reg = _registry()
+    rows = [{"kind": "backend", "name": name, "package": f"wganx-{name}", "version": "", "available": False,
+             "reason": why, "description": ""} for name, why in reg.missing_standard_backends().items()]
     for entry in reg.entries():
         ok, why = entry.availability()
-        rows.append({"kind": entry.kind, "name": entry.name, "package": entry.package,
-                     "version": entry.version, "available": ok, "reason": why,
-                     "description": getattr(entry.record, "description", "")})
-    if args.json:
+        rows.append({"kind": entry.kind, "name": entry.name, "package": entry.package, "version": entry.version,
+                     "available": ok, "reason": why, "description": getattr(entry.record, "description", "")})
+    if json_output:
         print(json.dumps(rows, indent=2))
         return 0
-    header = ("kind", "name", "package", "version", "status")
-    table = [header] + [(r["kind"], r["name"], r["package"], r["version"],
-                         "available" if r["available"] else f"unavailable: {r['reason']}") for r in rows]
-    widths = [max(len(str(row[i])) for row in table) for i in range(4)]
-    for row in table:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("kind", "name", "package", "version", "status", "description", box=None, pad_edge=False)
+    for r in rows:
+        status = "available" if r["available"] else f"[red]unavailable[/red]: {r['reason']}"
+        table.add_row(r["kind"], r["name"], r["package"], r["version"], status, r["description"])
+    Console(width=max(200, _terminal_width())).print(table)
     return 0
 
 
-def _cmd_parity(args) -> int:
-    from . import parity
+def _terminal_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((200, 24)).columns
+
+
+def parity(backends: Annotated[Optional[List[str]], typer.Option(
+               "--backend", help="backend to include (repeatable; default: all available)",
+               autocompletion=_completer("backend"))] = None,
+           json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> int:
+    """Compare losses, penalties, gradients and short trajectories across the installed backends."""
+    from . import parity as P
 
     def progress(label):
-        if not args.json:
+        if not json_output:
             print(f"  {label}", file=sys.stderr)
 
-    report = parity.run(args.backends, progress=progress)
-    print(json.dumps(report.as_dict(), indent=2) if args.json else parity.format_table(report))
+    report = P.run(backends or [], progress=progress)
+    print(json.dumps(report.as_dict(), indent=2) if json_output else P.format_table(report))
     return 0 if report.passed else 1
 
 
-def _cmd_evaluate(args) -> int:
-    from .evaluate import main as evaluate_main
-
-    return evaluate_main(args)
-
-
-def _cmd_bench(args) -> int:
-    from .bench import main as bench_main
-
-    return bench_main(args)
-
-
-def _cmd_import(args) -> int:
+def import_checkpoint(source: Annotated[Path, typer.Argument(metavar="FILE.h5")],
+                      output: Annotated[Path, typer.Option("-o", "--output", metavar="CKPT.safetensors")],
+                      format: Annotated[str, typer.Option("--format", help="nnabla-h5")] = "nnabla-h5",
+                      maps: Annotated[int, typer.Option("--maps", help="the example's --maps")] = 128,
+                      up: Annotated[str, typer.Option("--up", help="nearest, linear, unpooling or deconv")] = "nearest",
+                      latent: Annotated[int, typer.Option("--latent", help="the example's --latent")] = 128,
+                      overwrite: Annotated[bool, typer.Option("--overwrite", help="replace --output")] = False) -> int:
+    """Import the NNabla WGAN-GP example's params_N.h5 as a wganx nnabla-cifar checkpoint."""
     from .nnabla_example import import_command
 
-    written = import_command(args.source, args.output, maps=args.maps, up=args.up, latent=args.latent,
-                             overwrite=args.overwrite)
-    print(f"wrote {written}")
+    _check_format(format)
+    print(f"wrote {import_command(source, output, maps=maps, up=up, latent=latent, overwrite=overwrite)}")
     return 0
 
 
-def _cmd_export(args) -> int:
+def export_checkpoint(source: Annotated[Path, typer.Argument(metavar="CKPT.safetensors")],
+                      output: Annotated[Path, typer.Option("-o", "--output", metavar="FILE.h5")],
+                      format: Annotated[str, typer.Option("--format", help="nnabla-h5")] = "nnabla-h5",
+                      overwrite: Annotated[bool, typer.Option("--overwrite", help="replace --output")] = False) -> int:
+    """Write an nnabla-cifar checkpoint as the NNabla example's params_N.h5 (its generate.py reads it)."""
     from .nnabla_example import export_command
 
-    print(f"wrote {export_command(args.source, args.output, overwrite=args.overwrite)}")
+    _check_format(format)
+    print(f"wrote {export_command(source, output, overwrite=overwrite)}")
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "import": _cmd_import, "export": _cmd_export, "generate": _cmd_generate,
-            "plugins": _cmd_plugins, "parity": _cmd_parity,
-            "evaluate": _cmd_evaluate, "bench": _cmd_bench}
+def _check_format(fmt: str) -> None:
+    if fmt != "nnabla-h5":
+        raise WganxError(f"--format must be nnabla-h5, got {fmt!r}")
+
+
+# -- the app ------------------------------------------------------------------------------------
+
+def _version(value: bool):
+    if value:
+        print(f"wganx {__version__}")
+        raise typer.Exit(0)
+
+
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="show the version and exit")] = False,
+          verbose: Annotated[bool, typer.Option("-v", "--verbose",
+                                                help="let the frameworks print their start-up logs")] = False):
+    """Train Wasserstein GANs with gradient penalty on PyTorch, TensorFlow or NNabla."""
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+
+
+def _guarded(function: Callable[..., int]) -> Callable[..., int]:
+    """A command whose return value is the exit status. Ctrl-C becomes ``Interrupted`` on
+    the way out, since click would turn a KeyboardInterrupt into "Aborted!" and exit 1."""
+    def run(**kwargs):
+        from .training import Interrupted
+
+        try:
+            code = function(**kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted(signal.SIGINT) from None
+        raise typer.Exit(int(code or 0))
+
+    run.__signature__ = _resolved_signature(function)
+    run.__doc__, run.__name__ = function.__doc__, function.__name__
+    return run
+
+
+def _resolved_signature(function) -> inspect.Signature:
+    """``function``'s signature with its annotations evaluated (modules that use
+    ``from __future__ import annotations`` hold them as strings, which typer cannot read)."""
+    signature = inspect.signature(function)
+    if getattr(function, "__signature__", None) is not None:
+        return signature
+    namespace = getattr(inspect.unwrap(function), "__globals__", {})
+
+    def evaluated(annotation):  # not typing.get_type_hints: before 3.11 it wraps None defaults in Optional
+        return eval(annotation, namespace) if isinstance(annotation, str) else annotation  # noqa: S307
+
+    return signature.replace(parameters=[p.replace(annotation=evaluated(p.annotation))
+                                         for p in signature.parameters.values()],
+                             return_annotation=evaluated(signature.return_annotation))
+
+
+def build_app(reg=None) -> typer.Typer:
+    """The ``wganx`` typer app, with every plugin-contributed command."""
+    from . import evaluate
+
+    train.__signature__ = _train_signature()
+    app = typer.Typer(name="wganx", no_args_is_help=True, rich_markup_mode="rich", pretty_exceptions_enable=False,
+                      context_settings={"help_option_names": ["-h", "--help"]}, add_completion=True)
+    app.callback()(_root)
+    app.command("train", epilog=TRAIN_EXAMPLES, no_args_is_help=False)(_guarded(train))
+    app.command("generate")(_guarded(generate))
+    app.command("evaluate")(_guarded(evaluate.command))
+    app.command("plugins")(_guarded(plugins))
+    app.command("parity")(_guarded(parity))
+    app.command("import")(_guarded(import_checkpoint))
+    app.command("export")(_guarded(export_checkpoint))
+    try:
+        commands = (reg or _registry()).entries("command")
+    except WganxError:
+        commands = []
+    for entry in commands:
+        if entry.name in BUILT_IN:
+            print(f"wganx: the command {entry.name!r} of {entry.package!r} clashes with a built-in command; "
+                  "skipped", file=sys.stderr)
+            continue
+        app.command(entry.name, help=entry.record.help or None)(_guarded(entry.record.command))
+    return app
+
+
+def command(name: str, reg=None):
+    """The click command behind ``wganx NAME`` (for parsing, completion and the docs)."""
+    import typer.main
+
+    group = typer.main.get_command(build_app(reg))
+    return group.commands[name] if name else group
+
+
+def parse(name: str, argv: List[str]) -> SimpleNamespace:
+    """The options ``wganx NAME ARGV`` would run with, without running it (for tests and tools)."""
+    cmd = command(name)
+    ctx = cmd.make_context(name, list(argv))
+    return SimpleNamespace(**ctx.params)
+
+
+def reference_rst(reg=None) -> str:
+    """The CLI reference as reStructuredText (``docs/cli.rst`` includes it at build time):
+    every command of the app, its options in their help panels, as ``--help`` shows them."""
+    import re
+
+    from rich.text import Text
+
+    def plain(text: str) -> str:
+        text = Text.from_markup(text or "").plain
+        return re.sub(r"([|*`_\\])", r"\\\1", text)  # as plain text, not reST markup
+
+    group = command("", reg)
+    lines: List[str] = []
+    for name, cmd in [("", group)] + list(group.commands.items()):
+        title = f"wganx {name}".strip()
+        panels: dict = {}
+        for param in cmd.params:
+            if getattr(param, "hidden", False):
+                continue
+            default = "Arguments" if param.param_type_name == "argument" else "Options"
+            panels.setdefault(getattr(param, "rich_help_panel", None) or default, []).append(param)
+        usage = f"{title} [OPTIONS]" + (" COMMAND [ARGS]..." if not name else "")
+        usage += "".join(f" {p.metavar or p.name.upper()}" for p in cmd.params if p.param_type_name == "argument")
+        lines += [title, "-" * len(title), "", plain(cmd.help or "").strip(), "", ".. code-block:: console", "",
+                  f"   $ {usage}", ""]
+        if cmd.epilog:
+            lines += [".. code-block:: console", ""] + [f"   {line}" for line in Text.from_markup(
+                cmd.epilog).plain.strip().splitlines()[1:] if line.strip()] + [""]
+        for panel, params in panels.items():
+            lines += [f"**{panel}**", ""]
+            for param in params:
+                flags = ", ".join(f"``{o}``" for o in [*param.opts, *getattr(param, "secondary_opts", [])])
+                if param.param_type_name == "argument":
+                    flags = f"``{param.metavar or param.name.upper()}``"
+                lines += [flags, f"   {plain(getattr(param, 'help', '') or '(required)')}", ""]
+        if not name:
+            lines += ["**Commands**", ""] + [f"``{n}``\n   {plain(c.get_short_help_str(200))}\n"
+                                             for n, c in group.commands.items()]
+    return "\n".join(lines) + "\n"
 
 
 def _terminate(signum, frame):
@@ -206,29 +389,30 @@ def _terminate(signum, frame):
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run one command; an input or environment error is one line on stderr and exit 2, and
-    Ctrl-C or SIGTERM outside the training loop (which handles them itself) exits 130 or 143."""
+    """Run ``wganx ARGV``; returns the exit status. An input or environment error is one
+    line on stderr and exit 2, and Ctrl-C or SIGTERM outside the training loop (which
+    handles them itself) exits 130 or 143."""
     from .training import Interrupted
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.command:
-        parser.print_help()
-        return 2
+    argv = _resume_takes_latest(sys.argv[1:] if argv is None else [str(a) for a in argv])
+    name = next((a for a in argv if not a.startswith("-")), "wganx")
     previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
         else None
     try:
-        return COMMANDS[args.command](args)
+        build_app()(args=argv, prog_name="wganx", standalone_mode=True)
+        return 0
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except WganxError as exc:
-        print(f"wganx {args.command}: error: {exc}", file=sys.stderr)
+        print(f"wganx {name}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # the environment: a folder in the way, a full or read-only disk
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"wganx {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"wganx {name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Interrupted) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-        print(f"wganx {args.command}: stopped by {signal.Signals(signum).name}; files already written are intact",
+        print(f"wganx {name}: stopped by {signal.Signals(signum).name}; files already written are intact",
               file=sys.stderr)
         return 128 + signum
     finally:

@@ -9,7 +9,7 @@ underscores); flags given on the command line override the file.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Optional
 
 from .errors import WganxError
@@ -19,11 +19,11 @@ from .errors import WganxError
 class TrainConfig:
     # -- where and how to compute (seed 000's flags) --
     backend: str = field(default_factory=lambda: os.environ.get("WGANX_BACKEND", "torch"),
-                         metadata={"help": "torch, tensorflow or nnabla (default $WGANX_BACKEND or torch)"})
-    context: str = field(default="cpu", metadata={"help": "cpu, cuda or cudnn (NNabla's extension contexts)",
+                         metadata={"help": "the framework that computes", "shown_default": "$WGANX_BACKEND, else torch"})
+    context: str = field(default="cpu", metadata={"help": "device: NNabla's extension contexts, on every backend",
                                                    "flags": ("-c",), "choices": ("cpu", "cuda", "cudnn")})
     device_id: int = field(default=0, metadata={"help": "GPU index", "flags": ("-d",)})
-    type_config: str = field(default="float", metadata={"help": "float, or half for mixed precision",
+    type_config: str = field(default="float", metadata={"help": "precision: half is mixed precision (GPU)",
                                                          "flags": ("-t",), "choices": ("float", "half")})
     # -- the model --
     arch: str = field(default="nnabla-cifar", metadata={"help": "architecture plugin"})
@@ -31,14 +31,14 @@ class TrainConfig:
     maps: int = field(default=128, metadata={"help": "width: feature maps (conv) or units (mlp)"})
     latent: int = field(default=128, metadata={"help": "size of the latent vector z"})
     image_size: int = field(default=32, metadata={"help": "height and width of generated images"})
-    critic_norm: str = field(default="none", metadata={"help": "resnet critic normalisation: none or layer",
+    critic_norm: str = field(default="none", metadata={"help": "normalisation of the resnet critic",
                                                         "choices": ("none", "layer")})
     conditional: bool = field(default=False, metadata={"help": "class-conditional G and D (WCGAN, seed 001)"})
     # -- the objective --
-    loss: str = field(default="wasserstein", metadata={"help": "wasserstein or nonsaturating (seed 002's GAN)"})
-    regularizer: str = field(default="gp", metadata={"help": "gp, lp, clip, none, gp0, r1, dragan, ..."})
+    loss: str = field(default="wasserstein", metadata={"help": "loss plugin (nonsaturating: seed 002's GAN)"})
+    regularizer: str = field(default="gp", metadata={"help": "regularizer plugin: gradient penalty and its relatives"})
     lambda_: Optional[float] = field(default=None, metadata={
-        "help": "penalty weight (default: the regularizer's, 10 for gp)", "flags": ("--lambda",)})
+        "help": "penalty weight", "shown_default": "the regularizer's, 10 for gp", "flags": ("--lambda",)})
     allow_critic_batch_norm: bool = field(default=False, metadata={
         "help": "permit a batch-norm critic with an input-gradient penalty (not recommended)"})
     # -- optimisation --
@@ -46,21 +46,21 @@ class TrainConfig:
     max_iter: int = field(default=100000, metadata={"help": "generator iterations", "flags": ("-i",)})
     n_critic: int = field(default=5, metadata={"help": "critic steps per generator step"})
     critic_schedule: str = field(default="constant", metadata={
-        "help": "constant, or wgan: 100 critic steps for the first 25 and every 500th iteration",
+        "help": "wgan: 100 critic steps for the first 25 and every 500th iteration",
         "choices": ("constant", "wgan")})
-    optimizer: str = field(default="adam", metadata={"help": "adam, or rmsprop (original WGAN)",
+    optimizer: str = field(default="adam", metadata={"help": "rmsprop: the original WGAN's",
                                                       "choices": ("adam", "rmsprop")})
     lrg: float = field(default=1e-4, metadata={"help": "generator learning rate"})
     lrd: float = field(default=1e-4, metadata={"help": "critic learning rate"})
     beta1: float = field(default=0.5, metadata={"help": "Adam beta1 (seed 000: 0.5; the paper also uses 0.0)"})
     beta2: float = field(default=0.9, metadata={"help": "Adam beta2"})
     recipe: str = field(default="wgan-gp", metadata={
-        "help": "wgan-gp, or wgan: seed 004's original WGAN (clip 0.01, RMSProp lr 5e-5, wgan critic schedule)",
+        "help": "wgan: seed 004's original WGAN (clip 0.01, RMSProp lr 5e-5, wgan critic schedule)",
         "choices": ("wgan-gp", "wgan")})
     # -- data and randomness --
     dataset: str = field(default="cifar10", metadata={"help": "dataset plugin"})
     data_dir: Optional[str] = field(default=None, metadata={"help": "folder holding the dataset's files"})
-    download: bool = field(default=True, metadata={"help": "download a missing dataset (--no-download: never)"})
+    download: bool = field(default=True, metadata={"help": "download a missing dataset"})
     seed: int = field(default=0, metadata={"help": "seed of every random number the core draws"})
     # -- output --
     monitor_path: str = field(default="./result/example_0", metadata={"help": "folder for everything written"})
@@ -70,13 +70,12 @@ class TrainConfig:
     keep_checkpoints: int = field(default=0, metadata={"help": "keep only the newest N checkpoints (0: all)"})
     eval_interval: int = field(default=0, metadata={"help": "iterations between quality metrics (0: off)"})
     eval_metrics: Optional[str] = field(default=None, metadata={
-        "help": "comma-separated metrics for --eval-interval (default: the dataset's usual ones)"})
+        "help": "comma-separated metrics for --eval-interval", "shown_default": "the dataset's usual ones"})
     eval_samples: int = field(default=2000, metadata={"help": "generated samples per evaluation"})
     tensorboard: bool = field(default=False, metadata={"help": "also write TensorBoard event files"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar (--no-progress: off)"})
+    progress: bool = field(default=True, metadata={"help": "show progress: a bar on a terminal, periodic lines otherwise"})
     resume: Optional[str] = field(default=None, metadata={
-        "help": "continue from a checkpoint: a path, or 'latest' in --monitor-path", "nargs": "?",
-        "const": "latest"})
+        "help": "continue from a checkpoint: a path, or (no value) the newest one in --monitor-path"})
     overwrite: bool = field(default=False, metadata={
         "help": "replace the run already in --monitor-path (its checkpoints, losses and samples are deleted)"})
 
@@ -163,3 +162,51 @@ def _checked(path: str, key: str, value, annotation: str):
     given = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
              dict: "a table"}.get(type(value), type(value).__name__)
     raise WganxError(f"config file {path}: {key} must be {_TYPE_NAMES[base]}, got {given} ({value!r})")
+
+
+# The panels of ``wganx train --help``, in the order of the fields above; every field is in one.
+SECTIONS = {
+    "Device": ("backend", "context", "device_id", "type_config"),
+    "Model": ("arch", "up", "maps", "latent", "image_size", "critic_norm", "conditional"),
+    "Objective": ("loss", "regularizer", "lambda_", "allow_critic_batch_norm"),
+    "Optimisation": ("batch_size", "max_iter", "n_critic", "critic_schedule", "optimizer", "lrg", "lrd", "beta1",
+                     "beta2", "recipe"),
+    "Data": ("dataset", "data_dir", "download", "seed"),
+    "Output": ("monitor_path", "save_interval", "log_interval", "num_samples", "keep_checkpoints", "eval_interval",
+               "eval_metrics", "eval_samples", "tensorboard", "progress", "resume", "overwrite"),
+}
+# Fields that name a plugin, and the plugin kind (their choices come from the registry).
+PLUGIN_FIELDS = {"backend": "backend", "arch": "architecture", "up": "upsampler", "loss": "loss",
+                 "regularizer": "regularizer", "dataset": "dataset"}
+
+
+def flag_name(name: str) -> str:
+    """``lambda_`` -> ``lambda``, ``batch_size`` -> ``batch-size``: a field as users write it."""
+    return name.rstrip("_").replace("_", "-")
+
+
+def default_of(name: str):
+    f = next(f for f in fields(TrainConfig) if f.name == name)
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+def from_user(values: dict, reg=None):
+    """``(config, recommended)``: the configuration a user means by ``values`` (the settings
+    they gave, flags over file). Every setting they did not give takes the dataset's
+    recommended default, then the architecture's (``defaults`` of their records), then
+    :class:`TrainConfig`'s; ``--recipe`` overrides recommendations, not what was given.
+    ``recommended`` is what the records supplied."""
+    from .plugins import registry
+
+    reg = reg or registry()
+    known = {f.name for f in fields(TrainConfig)}
+    recommended = {}
+    for kind, field_name in (("dataset", "dataset"), ("architecture", "arch")):
+        name = values.get(field_name, recommended.get(field_name, default_of(field_name)))
+        for key, value in reg.get(kind, name).defaults.items():
+            if key not in known:
+                raise WganxError(f"the {kind} plugin {name!r} recommends an unknown setting {key!r}")
+            if key not in values and key not in recommended:
+                recommended[key] = value
+    config = TrainConfig(**{**recommended, **values}).apply_recipe(set(values))
+    return config, {k: v for k, v in recommended.items() if getattr(config, k) == v}

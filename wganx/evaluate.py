@@ -32,15 +32,17 @@ classifier was trained on the train split, so test images are features it has no
 """
 from __future__ import annotations
 
-import argparse
 import csv
-import json
+import json as _json
 import math
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Dict, List, Mapping, Optional
 
 import numpy as np
+import typer
+from typing_extensions import Annotated
 
 from .errors import WganxError
 from .plugins import registry as default_registry
@@ -177,6 +179,13 @@ class Evaluator:
                                  f"not {self.dataset!r}")
             out[name] = spec
         return out
+
+    def check_ready(self) -> None:
+        """Fail now, before any training, when the feature space needs what is not installed."""
+        if self.features == "inception":
+            from wganx_plugins.metrics.inception import check_available
+
+            check_available(self.inception_weights)
 
     # -- feature extractors and the reference -----------------------------------------------
     def extractor(self):
@@ -396,42 +405,66 @@ def _load_source(args) -> tuple:
 
 # ---------------------------------------------------------------------------- the command
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The flags of ``wganx evaluate``."""
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model-load-path", metavar="CKPT", help="a params_*.safetensors checkpoint to sample from")
-    source.add_argument("--samples", metavar="FILE.npz", help="samples.npz from wganx generate ('images' or 'points')")
-    source.add_argument("--folder", metavar="DIR", help="a folder of generated images (png, jpg, ...)")
-    parser.add_argument("--backend", help="backend to sample a checkpoint with (default: the one that trained it)")
-    parser.add_argument("-c", "--context", default="cpu", choices=("cpu", "cuda", "cudnn"))
-    parser.add_argument("-d", "--device-id", type=int, default=0)
-    parser.add_argument("-b", "--batch-size", type=int, default=256, help="generator batch size (default: 256)")
-    parser.add_argument("--metrics", action="append", metavar="LIST",
-                        help="comma-separated metric plugins (default: by data kind, see --help of the module)")
-    parser.add_argument("--num-samples", type=int, metavar="N",
-                        help="samples to evaluate (default: 10000 images, 2500 points)")
-    parser.add_argument("--reference", metavar="DATASET",
-                        help="real dataset to compare with (default: the checkpoint's training dataset)")
-    parser.add_argument("--reference-split", choices=("test", "train"), default="test",
-                        help="split of the real dataset (default: test)")
-    parser.add_argument("--data-dir", help="folder of the real dataset's files (default: the checkpoint's)")
-    parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
-                        help="download a missing real dataset (default: no)")
-    parser.add_argument("--features", choices=FEATURE_SPACES, default="auto",
-                        help="feature space of image metrics: domain classifier (MNIST, Fashion-MNIST), "
-                             "inception, or auto (default)")
-    parser.add_argument("--inception-weights", metavar="PATH",
-                        help="weights-inception-2015-12-05-6726825d.pth (default: $WGANX_INCEPTION_WEIGHTS, "
-                             "torch's hub cache, or a download)")
-    parser.add_argument("--kid-subsets", type=int, default=METRIC_OPTIONS["kid"]["num_subsets"],
-                        help="subsets KID averages over (default: 100, as torch-fidelity; fewer is faster)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the latents and of the reference subset")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    return parser
+def command(
+        model_load_path: Annotated[Optional[Path], typer.Option(
+            "--model-load-path", metavar="CKPT", help="a params_*.safetensors checkpoint to sample from",
+            rich_help_panel="Source (one of)")] = None,
+        samples: Annotated[Optional[Path], typer.Option(
+            "--samples", metavar="FILE.npz", help="samples.npz from wganx generate ('images' or 'points')",
+            rich_help_panel="Source (one of)")] = None,
+        folder: Annotated[Optional[Path], typer.Option(
+            "--folder", metavar="DIR", help="a folder of generated images (png, jpg, ...)",
+            rich_help_panel="Source (one of)")] = None,
+        backend: Annotated[Optional[str], typer.Option(
+            "--backend", help="backend to sample a checkpoint with (default: the one that trained it)")] = None,
+        context: Annotated[str, typer.Option("-c", "--context", help="cpu, cuda or cudnn")] = "cpu",
+        device_id: Annotated[int, typer.Option("-d", "--device-id", help="GPU index")] = 0,
+        batch_size: Annotated[int, typer.Option("-b", "--batch-size", help="generator batch size")] = 256,
+        metrics: Annotated[Optional[List[str]], typer.Option(
+            "--metrics", metavar="LIST", help="comma-separated metric plugins, repeatable (default: by data kind)",
+            rich_help_panel="Metrics")] = None,
+        num_samples: Annotated[Optional[int], typer.Option(
+            "--num-samples", metavar="N", help="samples to evaluate (default: 10000 images, 2500 points)",
+            rich_help_panel="Metrics")] = None,
+        reference: Annotated[Optional[str], typer.Option(
+            "--reference", metavar="DATASET", help="real dataset to compare with (default: the checkpoint's)",
+            rich_help_panel="Reference")] = None,
+        reference_split: Annotated[str, typer.Option(
+            "--reference-split", help="split of the real dataset: test or train", rich_help_panel="Reference")] = "test",
+        data_dir: Annotated[Optional[str], typer.Option(
+            "--data-dir", help="folder of the real dataset's files (default: the checkpoint's)",
+            rich_help_panel="Reference")] = None,
+        download: Annotated[bool, typer.Option(
+            "--download/--no-download", help="download a missing real dataset", rich_help_panel="Reference")] = False,
+        features: Annotated[str, typer.Option(
+            "--features", help="feature space of image metrics: domain classifier (MNIST, Fashion-MNIST), "
+                               "inception, or auto", rich_help_panel="Metrics")] = "auto",
+        inception_weights: Annotated[Optional[str], typer.Option(
+            "--inception-weights", metavar="PATH", help="weights-inception-2015-12-05-6726825d.pth (default: "
+                                                        "$WGANX_INCEPTION_WEIGHTS, torch's hub cache, or a download)",
+            rich_help_panel="Metrics")] = None,
+        kid_subsets: Annotated[int, typer.Option(
+            "--kid-subsets", help="subsets KID averages over (100 as torch-fidelity; fewer is faster)",
+            rich_help_panel="Metrics")] = METRIC_OPTIONS["kid"]["num_subsets"],
+        seed: Annotated[int, typer.Option("--seed", help="seed of the latents and of the reference subset")] = 0,
+        json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False) -> int:
+    """Measure sample quality of a checkpoint, a samples.npz or a folder of images.
+
+    FID, KID, IS, precision-recall and class coverage of images; modes and energy distance of
+    2-D points."""
+    return main(SimpleNamespace(**locals()))
 
 
 def run(args) -> dict:
-    """Evaluate as ``args`` say; returns the report that ``main`` prints."""
+    """Evaluate as ``args`` (the options of :func:`command`) say; returns the report."""
+    sources = [s for s in (args.model_load_path, args.samples, args.folder) if s is not None]
+    if len(sources) != 1:
+        raise WganxError("give exactly one of --model-load-path, --samples, --folder")
+    for flag, value, allowed in (("--context", args.context, ("cpu", "cuda", "cudnn")),
+                                 ("--reference-split", args.reference_split, ("test", "train")),
+                                 ("--features", args.features, FEATURE_SPACES)):
+        if value not in allowed:
+            raise WganxError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
     if args.num_samples is not None and args.num_samples < 2:
         raise WganxError(f"--num-samples must be at least 2, got {args.num_samples}")
     if args.batch_size < 1 or args.kid_subsets < 1:
@@ -481,5 +514,5 @@ def main(args) -> int:
     except WganxError as exc:
         print(f"wganx evaluate: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    print(_json.dumps(report, indent=2) if args.json else format_table(report))
     return 0

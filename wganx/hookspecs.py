@@ -117,3 +117,23 @@ def wganx_metrics():
         >>> "modes" in wganx.registry().names("metric")
         True
     """
+
+
+@hookspec
+def wganx_commands():
+    """Return a list of :class:`wganx.records.CommandSpec`: subcommands of ``wganx``.
+
+    Example::
+
+        >>> import wganx
+        >>> from wganx.records import CommandSpec
+        >>> def hello(name: str = "world"):
+        ...     print(f"hello {name}")
+        >>> class Hello:
+        ...     @wganx.hookimpl
+        ...     def wganx_commands(self):
+        ...         return [CommandSpec("hello-demo", hello, help="say hello")]
+        >>> registry = wganx.plugins.Registry.from_plugins([Hello()], entry_points=False)
+        >>> registry.names("command")
+        ['hello-demo']
+    """

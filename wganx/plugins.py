@@ -29,6 +29,7 @@ KINDS = {
     "loss": "wganx_losses",
     "dataset": "wganx_datasets",
     "metric": "wganx_metrics",
+    "command": "wganx_commands",
 }
 
 

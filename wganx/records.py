@@ -90,6 +90,8 @@ class ArchitectureSpec:
         data_kinds: which data it models: ``("image",)``, ``("points",)`` or both.
         uses_upsampler: True when ``--up`` changes the generator.
         description: one line for ``wganx plugins``.
+        defaults: recommended training settings, as for :class:`DatasetSpec` (the
+            dataset's come first, then the architecture's).
     """
 
     name: str
@@ -97,6 +99,7 @@ class ArchitectureSpec:
     data_kinds: tuple = ("image",)
     uses_upsampler: bool = False
     description: str = ""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -171,12 +174,16 @@ class DatasetSpec:
             missing, saying which files to put where.
         kind: ``"image"`` or ``"points"``.
         description: one line.
+        defaults: recommended training settings (``TrainConfig`` field names, e.g.
+            ``{"arch": "mlp", "latent": 2}``), applied by ``wganx train`` to every setting
+            the user did not give, and reported at the start of the run.
     """
 
     name: str
     load: Callable[..., Any]
     kind: str = "image"
     description: str = ""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -226,3 +233,25 @@ class BackendSpec:
         """Import and return the backend class."""
         module, _, attr = self.factory.partition(":")
         return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """Record returned by ``wganx_commands``: a subcommand of the ``wganx`` command.
+
+    Attributes:
+        name: ``wganx NAME``; the built-in commands' names cannot be taken.
+        command: a function whose parameters typer turns into arguments and options
+            (annotate them with ``typer.Option`` / ``typer.Argument``); raise
+            :class:`wganx.errors.WganxError` for a one-line error with exit status 2, and
+            return the exit status (``None`` means 0).
+        help: one line for ``wganx --help``.
+    """
+
+    name: str
+    command: Callable[..., Any]
+    help: str = ""
+
+    @property
+    def description(self) -> str:
+        return self.help

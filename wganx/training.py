@@ -12,7 +12,6 @@ import json
 import math
 import platform
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Dict, Optional
@@ -25,6 +24,7 @@ from .config import TrainConfig
 from .data import Prefetcher
 from .errors import BackendUnavailableError, WganxError, notice
 from .optim import OptimizerConfig
+from .progress import TrainingProgress
 from .plugins import registry as default_registry
 from .records import ArchConfig
 from .runfolder import RunFolder, describe_os_error
@@ -106,9 +106,10 @@ class Trainer:
     compiling): the settings, the plugin names, the run folder, the checkpoint to resume.
     """
 
-    def __init__(self, config: TrainConfig, reg=None):
+    def __init__(self, config: TrainConfig, reg=None, recommended: Optional[dict] = None):
         self.config = config.validate()
         self.reg = reg or default_registry()
+        self.recommended = dict(recommended or {})  # the plugins' defaults in config (for config.json)
         self.folder = Path(config.monitor_path)
         self._check_names()
         self.run_folder = RunFolder(self.folder, resume=self._resumes_in_place(), overwrite=config.overwrite)
@@ -121,6 +122,7 @@ class Trainer:
     def _setup(self):
         config = self.config
         resumed = self._read_resume_checkpoint()
+        self.evaluator = self._evaluator(resumed[2]["iteration"] if resumed is not None else None)
         self.dataset = load_dataset(config, self.reg)
         self.program = build_program(config, tuple(self.dataset.sample_shape), self.dataset.kind,
                                      self.dataset.num_classes, self.reg)
@@ -140,14 +142,18 @@ class Trainer:
         self.sample_rng = np.random.default_rng([config.seed, SAMPLE_STREAM, self.iteration])
         self.last_checkpoint: Optional[Path] = resumed[0] if resumed is not None else None
         self.saved_iteration = self.iteration if resumed is not None else -1
-        self.evaluator = None
-        if config.eval_interval:
-            from .evaluate import Evaluator
 
-            self.evaluator = Evaluator(config, metrics=config.eval_metrics, num_samples=config.eval_samples,
-                                       download=config.download,
-                                       resume_from=self.iteration if resumed is not None else None,
-                                       metric_options={"kid": {"num_subsets": 20}})
+    def _evaluator(self, resume_from: Optional[int]):
+        """The ``--eval-interval`` evaluator, its metrics and dependencies checked before any data loads."""
+        if not self.config.eval_interval:
+            return None
+        from .evaluate import Evaluator
+
+        evaluator = Evaluator(self.config, metrics=self.config.eval_metrics, num_samples=self.config.eval_samples,
+                              download=self.config.download, resume_from=resume_from, reg=self.reg,
+                              metric_options={"kid": {"num_subsets": 20}})
+        evaluator.check_ready()
+        return evaluator
 
     def _check_names(self):
         """Unknown plugin names and missing frameworks, before anything touches the disk."""
@@ -233,19 +239,23 @@ class Trainer:
 
     def _run(self) -> Dict:
         cfg = self.config
+        if self.recommended:
+            notice(f"{cfg.dataset} / {cfg.arch} recommend: " + ", ".join(
+                f"{_flag(k)} {v}" for k, v in self.recommended.items()) + " (a flag overrides each)")
         (self.folder / "samples").mkdir(exist_ok=True)
         self._write_config()
         log = monitor.LossLog(self.folder, resume_from=self.iteration if self.last_checkpoint else None)
         board = monitor.TensorBoard(self.folder) if cfg.tensorboard else None
         data = Prefetcher(self.dataset.stream(cfg.batch_size, cfg.seed, self.batches_read))
-        bar = self._progress_bar()
+        progress = TrainingProgress(cfg.max_iter, self.iteration, enabled=cfg.progress,
+                                    description=f"wganx {cfg.backend}")
         start, elapsed0 = time.perf_counter(), self._elapsed_before(log)
         status, last = "finished", {}
         interrupted = _InterruptFlag()
         try:
             try:
                 for i in range(self.iteration, cfg.max_iter):
-                    last = self._iteration(i, data, log, board, bar, interrupted, elapsed0 - start) or last
+                    last = self._iteration(i, data, log, board, progress, interrupted, elapsed0 - start) or last
                     if interrupted.signal:
                         raise Interrupted(interrupted.signal)
             except Interrupted as stop:
@@ -254,8 +264,7 @@ class Trainer:
                     self.save(log)
             finally:
                 data.close()
-                if bar is not None:
-                    bar.close()
+                progress.close()
                 if board is not None:
                     board.close()
             log.plot()
@@ -266,7 +275,7 @@ class Trainer:
         return {"status": status, "iteration": self.iteration, "checkpoint": str(self.last_checkpoint),
                 "losses": last, "signal": interrupted.signal}
 
-    def _iteration(self, i, data, log, board, bar, interrupted, clock_offset) -> Optional[Dict[str, float]]:
+    def _iteration(self, i, data, log, board, progress, interrupted, clock_offset) -> Optional[Dict[str, float]]:
         """Generator iteration ``i``: its critic steps, its generator step, and what is due
         after it (a loss row, a checkpoint, an evaluation). Returns the row if one was logged."""
         cfg, row = self.config, None
@@ -278,26 +287,13 @@ class Trainer:
         self.iteration = done = i + 1
         if done % cfg.log_interval == 0 or done == cfg.max_iter or interrupted.signal:
             row = self._log(log, board, done, critic, gen, clock_offset + time.perf_counter())
-            if bar is not None:
-                bar.set_postfix({"D": f"{row['critic_loss']:.3f}", "G": f"{row['generator_loss']:.3f}"},
-                                refresh=False)
-        if bar is not None:
-            bar.update(1)
-        if done % cfg.save_interval == 0 or done == cfg.max_iter:
-            self.save(log)
+        saved = self.save(log) if done % cfg.save_interval == 0 or done == cfg.max_iter else None
+        progress.update(done, row, saved)
         if self.evaluator is not None and (done % cfg.eval_interval == 0 or done == cfg.max_iter):
             from .evaluate import session_generator
 
             self.evaluator(session_generator(self.session, self.program, seed=[cfg.seed, EVAL_STREAM]), done)
         return row
-
-    def _progress_bar(self):
-        if not self.config.progress:
-            return None
-        from tqdm import tqdm
-
-        return tqdm(total=self.config.max_iter, initial=self.iteration, unit="it", dynamic_ncols=True,
-                    desc=f"wganx {self.config.backend}", file=sys.stderr)
 
     @staticmethod
     def _elapsed_before(log) -> float:
@@ -328,6 +324,7 @@ class Trainer:
                     "name": self.config.dataset, "samples": len(self.dataset),
                     "sample_shape": list(self.dataset.sample_shape), "classes": self.dataset.num_classes},
                 "penalty_weight": self.program.penalty_weight, "seed": self.config.seed,
+                "recommended_by_plugins": self.recommended,
                 "started_at_iteration": self.iteration,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         path = self.folder / "config.json"
@@ -428,6 +425,7 @@ class _InterruptFlag:
             signal.signal(signum, previous)
 
 
-def train(config: TrainConfig, reg=None) -> Dict:
-    """Train with ``config``; returns the final status, iteration and losses."""
-    return Trainer(config, reg).run()
+def train(config: TrainConfig, reg=None, recommended: Optional[dict] = None) -> Dict:
+    """Train with ``config``; returns the final status, iteration and losses.
+    ``recommended``: which of its settings came from the plugins' defaults (config.json)."""
+    return Trainer(config, reg, recommended).run()

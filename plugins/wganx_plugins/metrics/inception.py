@@ -77,14 +77,27 @@ def to_uint8_rgb(images) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+MISSING_TORCH_FIDELITY = ("Inception metrics (fid, kid, inception-score, precision-recall on Inception features) "
+                          "need torch-fidelity: pip install torch-fidelity (it brings torch and torchvision). "
+                          "MNIST and Fashion-MNIST are measured with wganx's domain classifier, which needs neither")
+
+
+def check_available(weights=None) -> None:
+    """Raise WganxError now, without importing torch, when Inception features cannot be had:
+    torch-fidelity missing, or weights named that are not there."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch_fidelity") is None:
+        raise WganxError(MISSING_TORCH_FIDELITY)
+    find_weights(weights)
+
+
 def _import_extractor():
     try:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     except ImportError as exc:
-        raise WganxError(
-            "Inception metrics (fid, kid, inception-score, precision-recall on Inception features) need "
-            f"torch-fidelity: pip install torch-fidelity (it brings torch and torchvision); import failed: {exc}. "
-            "For MNIST and Fashion-MNIST use the domain classifier instead (--features domain)") from None
+        raise WganxError(f"{MISSING_TORCH_FIDELITY} (import failed: {exc}; wganx evaluate: --features domain "
+                         "for MNIST and Fashion-MNIST)") from None
     return FeatureExtractorInceptionV3
 
 

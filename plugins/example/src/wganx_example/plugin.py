@@ -6,6 +6,7 @@ Importing it imports no deep-learning framework, only numpy and the wganx core, 
 from wganx import hookimpl
 
 from .architecture import SPEC as ARCHITECTURE
+from .command import SPEC as COMMAND
 from .regularizer import SPEC as REGULARIZER
 
 
@@ -17,3 +18,8 @@ def wganx_architectures():
 @hookimpl
 def wganx_regularizers():
     return [REGULARIZER]
+
+
+@hookimpl
+def wganx_commands():
+    return [COMMAND]
