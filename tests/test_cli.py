@@ -64,8 +64,9 @@ def test_shell_completion_lists_plugins_from_the_registry(tmp_path):
     env = dict(os.environ, _WGANX_COMPLETE="complete_bash", COMP_WORDS="wganx train --arch co", COMP_CWORD="3")
     out = subprocess.run([str(WGANX)], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.split() == ["conv-small"], out.stderr
-    env = dict(os.environ, HOME=str(tmp_path), SHELL="/bin/bash")  # typer finds the shell among the parents
-    out = subprocess.run(["bash", "-c", f"'{WGANX}' --install-completion"], env=env, capture_output=True,
+    env = dict(os.environ, HOME=str(tmp_path), SHELL="/bin/bash")
+    # typer finds the shell among the parent processes; "; exit $?" keeps bash from exec-ing wganx
+    out = subprocess.run(["bash", "-c", f"'{WGANX}' --install-completion; exit $?"], env=env, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "wganx" in (tmp_path / ".bash_completions" / "wganx.sh").read_text()
@@ -230,3 +231,9 @@ def test_importing_the_cli_imports_no_framework():
             "print([m for m in ('torch', 'tensorflow', 'nnabla') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_up_for_an_architecture_without_upsamplers_is_an_error():
+    with pytest.raises(WganxError, match="architecture 'mlp' has no upsampling blocks"):
+        from_user({"dataset": "8gaussians", "up": "deconv"})
+    assert from_user({"arch": "resnet", "up": "deconv"})[0].up == "deconv"

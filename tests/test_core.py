@@ -87,16 +87,32 @@ def test_broken_plugin_is_skipped_with_a_warning_naming_its_distribution(tmp_pat
     assert {"kind": "loss", "name": "good-loss", "package": "good-wganx-plugin"}.items() <= \
         next(r for r in rows if r["name"] == "good-loss").items()
     assert any(r["name"] == "nnabla-cifar" for r in rows)  # everything else still works
+    failed = next(r for r in rows if r["package"] == "broken-wganx-plugin")
+    assert not failed["available"] and "boom" in failed["reason"]
     strict = _listing(tmp_path, strict=True)
     assert strict.returncode != 0 and "boom" in strict.stderr
 
 
-def test_two_plugins_claiming_one_name_is_an_error_naming_both(tmp_path):
+def test_two_plugins_claiming_one_name_is_an_error_naming_both_for_that_name_only(tmp_path):
     _write_distribution(tmp_path, "first-plugin", "first_plugin", LOSS_PLUGIN.format(name="same"))
     _write_distribution(tmp_path, "second-plugin", "second_plugin", LOSS_PLUGIN.format(name="same"))
-    out = _listing(tmp_path)
-    assert out.returncode == 2
-    assert "first-plugin" in out.stderr and "second-plugin" in out.stderr and "'same'" in out.stderr
+    out = _listing(tmp_path)  # wganx plugins still lists everything, the conflict included
+    assert out.returncode == 0, out.stderr
+    rows = [r for r in json.loads(out.stdout) if r["name"] == "same"]
+    assert sorted(r["package"] for r in rows) == ["first-plugin", "second-plugin"]
+    assert all(not r["available"] and "conflict" in r["reason"] for r in rows)
+    env = {"PYTHONPATH": str(tmp_path)}
+    used = run_cli("train", "--loss", "same", "-i", "1", "--monitor-path", tmp_path / "run", env=env)
+    assert used.returncode == 2 and "first-plugin" in used.stderr and "second-plugin" in used.stderr
+    assert "WGANX_DISABLE_PLUGINS" in used.stderr and len(used.stderr.strip().splitlines()) == 1, used.stderr
+    other = run_cli("train", "--dataset", "8gaussians", "--maps", "8", "-b", "16", "-i", "1", "--no-progress",
+                    "--monitor-path", tmp_path / "other", env=env)
+    assert other.returncode == 0, other.stderr[-2000:]  # other commands keep working
+    off = run_cli("plugins", "--json", env=dict(env, WGANX_DISABLE_PLUGINS="second-plugin"))
+    rows = [r for r in json.loads(off.stdout) if r["name"] == "same"]
+    assert [(r["package"], r["available"]) for r in rows] == [("first-plugin", True)]
+    strict = _listing(tmp_path, strict=True)
+    assert strict.returncode != 0 and "second-plugin" in strict.stderr
 
 
 def test_conflict_with_a_builtin_in_process():
@@ -105,8 +121,10 @@ def test_conflict_with_a_builtin_in_process():
         def wganx_losses(self):
             return [LossSpec("wasserstein", lambda *a: None, lambda *a: None)]
 
+    reg = Registry.from_plugins([Clash()])
     with pytest.raises(PluginConflictError, match="wganx.*in-process|in-process.*wganx"):
-        Registry.from_plugins([Clash()])
+        reg.get("loss", "wasserstein")
+    assert reg.get("loss", "nonsaturating")
 
 
 def test_plugin_raising_inside_a_hook_is_skipped():

@@ -3,6 +3,7 @@ reference is generated from the parser itself, and the release files are in plac
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -26,10 +27,10 @@ def _require_docs_tools():
                     f"{sys.executable} -m pip install -e '{ROOT}[docs]'", pytrace=False)
 
 
-def _sphinx(builder: str, out: Path) -> subprocess.CompletedProcess:
+def _sphinx(builder: str, out: Path, env=None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-E", "-b", builder,
            "-d", str(out / "doctrees"), str(DOCS), str(out / builder)]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
 
 
 def _warnings(run: subprocess.CompletedProcess) -> str:
@@ -90,6 +91,38 @@ def test_doc_examples_pass_as_doctests(tmp_path):
     total = re.search(r"^\s*(\d+) tests\s*$", report, re.M)
     assert total and int(total.group(1)) >= 20, report[-2000:]
     assert "0 failures in tests" in report
+
+
+HINGE_PLUGIN = """
+import wganx
+from wganx.records import LossSpec
+
+
+@wganx.hookimpl
+def wganx_losses():
+    critic = lambda ops, r, f: ops.mean(ops.relu(1.0 - r)) + ops.mean(ops.relu(1.0 + f))
+    return [LossSpec(name, critic=critic, generator=lambda ops, f: -ops.mean(f)) for name in ("hinge", "hinge-demo")]
+"""
+
+
+@pytest.mark.slow
+def test_doctests_pass_beside_a_third_party_plugin_of_the_same_names(tmp_path):
+    """A user who installed a plugin called ``hinge`` (the tutorial's example name) can still
+    run the project's doctests: each registers its examples in a registry of its own."""
+    _require_docs_tools()
+    site = tmp_path / "site"
+    (site / "hinge_plugin-0.1.dist-info").mkdir(parents=True)
+    (site / "hinge_plugin.py").write_text(HINGE_PLUGIN)
+    (site / "hinge_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: hinge-plugin\n"
+                                                                  "Version: 0.1\n")
+    (site / "hinge_plugin-0.1.dist-info" / "entry_points.txt").write_text("[wganx]\nhinge = hinge_plugin\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    seen = subprocess.run([sys.executable, "-c", "import wganx; print(wganx.registry().entry('loss', 'hinge').package)"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert seen.stdout.strip() == "hinge-plugin", seen.stderr
+    run = _sphinx("doctest", tmp_path, env=env)
+    report = (tmp_path / "doctest" / "output.txt")
+    assert run.returncode == 0, (report.read_text()[-3000:] if report.exists() else "") + _warnings(run)
 
 
 def test_changelog_has_this_version():

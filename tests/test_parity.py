@@ -326,3 +326,92 @@ def test_a_checkpoint_of_0_1_0_with_linear_keeps_its_meaning(tmp_path, capsys):
     meta["config"]["up"] = "linear"  # the same weights with today's linear: another model
     checkpoint.save(path, arrays, meta)
     assert np.abs(generate(path, tmp_path / "new", num_images=4, fmt=("npz",))["samples"] - bilinear).max() > 1e-3
+
+
+@pytest.mark.skipif(len(BACKENDS) < 2, reason="parity needs two backends")
+def test_the_testing_helper_checks_a_case_as_the_parity_command_does():
+    """``wganx.testing.assert_parity`` once built its own program (Adam eps 1e-8) and failed
+    this built-in case that ``wganx parity`` passes; both now go through ``check_case``."""
+    from wganx.testing import assert_parity
+
+    case = parity.Case("nnabla-cifar", up="nearest")
+    assert case.label == "nnabla-cifar[nearest]/gp/wasserstein"
+    checks = assert_parity(case)
+    assert any("Adam steps" in c.quantity for c in checks) and all(c.passed for c in checks)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_gradients_return_floats_and_numpy_on_every_backend(name, loaded):
+    case = parity.Case("mlp", data_kind="points")
+    program = parity.program_for(case, wganx.registry())
+    session = loaded[name].compile(program)
+    session.set_state(initial_arrays(program, np.random.default_rng(0)))
+    real = np.random.default_rng(1).standard_normal((parity.BATCH, 2)).astype(np.float32)
+    for step in ("critic", "generator"):
+        inputs = step_inputs(program, step, np.random.default_rng(2), real)
+        scalars, grads = session.gradients(step, inputs)
+        assert scalars and all(type(v) is float for v in scalars.values()), scalars
+        assert session.fetch(scalars) == scalars  # fetching what is fetched is harmless
+        network = program.arch.critic if step == "critic" else program.arch.generator
+        expected = {f"{step}/{k}": spec.shape for k, spec in network.params.items() if spec.trainable}
+        assert {k: tuple(v.shape) for k, v in grads.items()} == {k: tuple(s) for k, s in expected.items()}
+        assert all(isinstance(v, np.ndarray) for v in grads.values())
+
+
+class Planted:
+    """Plugins with a backend-dependent error of 0.1% (on torch only): a penalty of about
+    1e-11, one wrong only for 2-D points, and a loss. The matrix must catch each."""
+
+    @staticmethod
+    def _skew(ops):
+        return 1.001 if ops.name == "torch" else 1.0
+
+    @wganx.hookimpl
+    def wganx_regularizers(self):
+        from wganx.records import RegularizerSpec
+        from wganx_plugins.regularizers import grad_sq_norm
+
+        skew = self._skew
+
+        def tiny(ops, critic, real, fake, noise):  # about 1e-11 on nnabla-cifar, as WGAN-div is there
+            return ops.mean(grad_sq_norm(ops, critic, real)) * (1e-8 * skew(ops))
+
+        def points_only(ops, critic, real, fake, noise):
+            wrong = skew(ops) if len(ops.shape(real)) == 2 else 1.0
+            return ops.mean(grad_sq_norm(ops, critic, fake)) * wrong
+
+        return [RegularizerSpec("planted-tiny", tiny, needs_input_grad=True),
+                RegularizerSpec("planted-points", points_only, needs_input_grad=True)]
+
+    @wganx.hookimpl
+    def wganx_losses(self):
+        from wganx.records import LossSpec
+
+        skew = self._skew
+        return [LossSpec("planted-loss", critic=lambda ops, r, f: (ops.mean(f) - ops.mean(r)) * skew(ops),
+                         generator=lambda ops, f: -ops.mean(f))]
+
+
+@pytest.mark.skipif(not {"torch", "tensorflow"} <= set(BACKENDS), reason="needs torch and tensorflow")
+@pytest.mark.parametrize("name", ["planted-tiny", "planted-points", "planted-loss"])
+def test_the_matrix_catches_a_planted_error_however_small_on_images_or_points(name, loaded):
+    reg = wganx.plugins.Registry.from_plugins([Planted()])
+    cases = [c for c in parity.default_cases(reg) if name in (c.regularizer, c.loss)]
+    assert {c.data_kind for c in cases} == {"image", "points"}  # every plugin runs on both
+    backends = {n: loaded[n] for n in ("tensorflow", "torch")}
+    failed = {c.label: [k.quantity for k in parity.check_case(c, backends, reg) if not k.passed] for c in cases}
+    caught = [label for label, quantities in failed.items() if quantities]
+    assert caught, failed
+    if name == "planted-tiny":
+        assert all("critic penalty" in failed[label] for label in caught)
+    if name == "planted-points":
+        assert [label for label in caught] == [c.label for c in cases if c.data_kind == "points"]
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_every_built_in_regularizer_with_a_penalty_has_its_linear_critic_value(name, loaded):
+    reg = wganx.registry()
+    with_penalty = {n for n in reg.names("regularizer") if reg.get("regularizer", n).penalty is not None}
+    checks = parity.linear_penalty_checks(name, loaded[name].compile, reg)
+    assert {c.quantity.split(" = ")[0] for c in checks} == with_penalty  # gp-onesided of the example included
+    assert all(c.passed for c in checks), [c.as_dict() for c in checks if not c.passed]

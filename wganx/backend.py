@@ -46,14 +46,18 @@ class Session(abc.ABC):
 
     @abc.abstractmethod
     def fetch(self, values: Mapping) -> Dict[str, float]:
-        """Backend scalars -> Python floats (this synchronises)."""
+        """Backend scalars -> Python floats (this synchronises); values that are Python
+        numbers already pass through, so fetching twice is harmless."""
 
     @abc.abstractmethod
     def gradients(self, step: str, inputs: Mapping[str, np.ndarray]) -> tuple:
         """``(scalars, grads)`` of ``step``'s objective without updating anything.
 
-        ``grads`` maps every trainable parameter of the stepped network (canonical name
-        with its ``generator/`` or ``critic/`` prefix) to its gradient.
+        ``scalars`` maps the objective's scalars (as :meth:`critic_step` names them) to
+        Python floats, already fetched; ``grads`` maps every trainable parameter of the
+        stepped network (canonical name with its ``generator/`` or ``critic/`` prefix) to its
+        gradient as a numpy array of the parameter's canonical shape. The same types on
+        every backend.
         """
 
     @abc.abstractmethod

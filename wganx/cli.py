@@ -28,7 +28,7 @@ from typing_extensions import Annotated
 
 from . import __version__
 from .config import PLUGIN_FIELDS, SECTIONS, TrainConfig, default_of, flag_name, from_user, load_toml
-from .errors import WganxError
+from .errors import Interrupted, WganxError
 
 CONTEXTS = ("cpu", "cuda", "cudnn")
 BUILT_IN = ("train", "generate", "evaluate", "plugins", "parity", "import", "export")
@@ -173,13 +173,22 @@ def generate(model_load_path: Annotated[Path, typer.Option("--model-load-path", 
 
 def plugins(json_output: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False) -> int:
     """List every plugin of the wganx entry-point group, built-ins included."""
+    from .plugins import KINDS
+
     reg = _registry()
     rows = [{"kind": "backend", "name": name, "package": f"wganx-{name}", "version": "", "available": False,
              "reason": why, "description": ""} for name, why in reg.missing_standard_backends().items()]
-    for entry in reg.entries():
+    conflicts = reg.conflicts()
+    claimed = [e for entries in conflicts.values() for e in entries[1:]]
+    for entry in sorted(reg.entries() + claimed, key=lambda e: (list(KINDS).index(e.kind), e.name)):
         ok, why = entry.availability()
+        if (entry.kind, entry.name) in conflicts:
+            packages = " and ".join(e.package for e in conflicts[(entry.kind, entry.name)])
+            ok, why = False, f"conflict: {entry.name!r} is registered by {packages}"
         rows.append({"kind": entry.kind, "name": entry.name, "package": entry.package, "version": entry.version,
                      "available": ok, "reason": why, "description": getattr(entry.record, "description", "")})
+    rows += [{"kind": "plugin", "name": f.name, "package": f.package, "version": f.version, "available": False,
+              "reason": f"failed to load: {f.error}", "description": ""} for f in reg.failures]
     if json_output:
         print(json.dumps(rows, indent=2))
         return 0
@@ -269,8 +278,6 @@ def _guarded(function: Callable[..., int]) -> Callable[..., int]:
     """A command whose return value is the exit status. Ctrl-C becomes ``Interrupted`` on
     the way out, since click would turn a KeyboardInterrupt into "Aborted!" and exit 1."""
     def run(**kwargs):
-        from .training import Interrupted
-
         try:
             code = function(**kwargs)
         except KeyboardInterrupt:
@@ -383,8 +390,6 @@ def reference_rst(reg=None) -> str:
 
 
 def _terminate(signum, frame):
-    from .training import Interrupted
-
     raise Interrupted(signum)
 
 
@@ -392,8 +397,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run ``wganx ARGV``; returns the exit status. An input or environment error is one
     line on stderr and exit 2, and Ctrl-C or SIGTERM outside the training loop (which
     handles them itself) exits 130 or 143."""
-    from .training import Interrupted
-
     argv = _resume_takes_latest(sys.argv[1:] if argv is None else [str(a) for a in argv])
     name = next((a for a in argv if not a.startswith("-")), "wganx")
     previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \

@@ -209,4 +209,7 @@ def from_user(values: dict, reg=None):
             if key not in values and key not in recommended:
                 recommended[key] = value
     config = TrainConfig(**{**recommended, **values}).apply_recipe(set(values))
+    if "up" in values and not reg.get("architecture", config.arch).uses_upsampler:
+        raise WganxError(f"--up {values['up']}: architecture {config.arch!r} has no upsampling blocks; "
+                         "leave --up out, or choose an --arch that uses one")
     return config, {k: v for k, v in recommended.items() if getattr(config, k) == v}

@@ -26,6 +26,17 @@ class BackendUnavailableError(WganxError):
     """A backend whose framework is missing or cannot run the requested context."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM arrived (``signum``); ``at_once`` when it was the second one.
+
+    Not a KeyboardInterrupt, so that click passes it through to :func:`wganx.cli.main`,
+    which exits with 128 + the signal."""
+
+    def __init__(self, signum: int, at_once: bool = False):
+        super().__init__(signum)
+        self.signum, self.at_once = signum, at_once
+
+
 def notice(message: str) -> None:
     """Tell the user, in one line on stderr, something wganx did for them (not an error)."""
     import sys

@@ -2,8 +2,12 @@
 
 Built-in plugins are registered through the very same entry points as third-party ones.
 A plugin that fails to import is skipped with a warning naming its distribution
-(``WGANX_STRICT_PLUGINS=1`` re-raises); two plugins that claim one name of one kind are an
-error naming both distributions; an unknown name is an error listing the choices.
+(``WGANX_STRICT_PLUGINS=1`` re-raises) and listed by ``wganx plugins`` with its error; two
+plugins that claim one name of one kind make that name an error naming both distributions,
+for the command that uses it only (``wganx plugins`` shows the conflict, everything else
+keeps working); an unknown name is an error listing the choices.
+``WGANX_DISABLE_PLUGINS=NAME,...`` (entry-point or distribution names) leaves plugins out,
+as pytest's ``-p no:NAME`` does.
 """
 from __future__ import annotations
 
@@ -72,12 +76,30 @@ def _strict() -> bool:
     return os.environ.get("WGANX_STRICT_PLUGINS", "") not in ("", "0", "false", "no")
 
 
+def disabled() -> set:
+    """Entry-point or distribution names in ``$WGANX_DISABLE_PLUGINS`` (comma-separated)."""
+    return {n.strip() for n in os.environ.get("WGANX_DISABLE_PLUGINS", "").split(",") if n.strip()}
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """A plugin that could not be loaded, as ``wganx plugins`` lists it."""
+
+    name: str
+    package: str
+    version: str
+    error: str
+
+
 class Registry:
     """Every record of every kind, looked up by kind and name."""
 
-    def __init__(self, manager: pluggy.PluginManager, origins: Dict[int, tuple]):
+    def __init__(self, manager: pluggy.PluginManager, origins: Dict[int, tuple],
+                 failures: Iterable[LoadFailure] = ()):
         self.manager = manager
+        self.failures: List[LoadFailure] = list(failures)
         self._entries: Dict[str, Dict[str, Entry]] = {kind: {} for kind in KINDS}
+        self._conflicts: Dict[tuple, List[Entry]] = {}
         for kind, hook_name in KINDS.items():
             hook = getattr(manager.hook, hook_name)
             for impl in hook.get_hookimpls():
@@ -89,6 +111,7 @@ class Registry:
                         raise
                     warnings.warn(f"wganx plugin from {package!r} failed in {hook_name}: "
                                   f"{exc!r}; skipped", PluginLoadWarning, stacklevel=2)
+                    self.failures.append(LoadFailure(hook_name, package, version, repr(exc)))
                     continue
                 for record in records or ():
                     self._add(Entry(kind, record.name, record, package, version))
@@ -96,10 +119,21 @@ class Registry:
     def _add(self, entry: Entry):
         known = self._entries[entry.kind].get(entry.name)
         if known is not None:
-            raise PluginConflictError(
-                f"{entry.kind} {entry.name!r} is registered by both {known.package!r} "
-                f"and {entry.package!r}; uninstall one of them")
+            self._conflicts.setdefault((entry.kind, entry.name), [known]).append(entry)
+            if _strict():
+                raise self._conflict_error(entry.kind, entry.name)
+            return
         self._entries[entry.kind][entry.name] = entry
+
+    def _conflict_error(self, kind: str, name: str) -> PluginConflictError:
+        packages = [e.package for e in self._conflicts[(kind, name)]]
+        return PluginConflictError(
+            f"{kind} {name!r} is registered by both {packages[0]!r} and {packages[1]!r}; uninstall one of them, "
+            f"or leave one out with WGANX_DISABLE_PLUGINS=<its distribution>")
+
+    def conflicts(self) -> Dict[tuple, List[Entry]]:
+        """``(kind, name) -> the entries that claim it``, for every name claimed twice."""
+        return dict(self._conflicts)
 
     @classmethod
     def from_plugins(cls, plugins: Iterable[Any] = (), *, entry_points: bool = True,
@@ -114,11 +148,15 @@ class Registry:
         manager = pluggy.PluginManager(hookspecs.PROJECT)
         manager.add_hookspecs(hookspecs)
         origins: Dict[int, tuple] = dict(packages or {})
+        failures: List[LoadFailure] = []
         if entry_points:
+            off = disabled()
             for ep in _entry_points():
                 dist = getattr(ep, "dist", None)
                 package = dist.name if dist is not None else ep.value
                 version = dist.version if dist is not None else ""
+                if ep.name in off or package in off:
+                    continue
                 try:
                     plugin = ep.load()
                 except Exception as exc:
@@ -127,6 +165,7 @@ class Registry:
                     warnings.warn(f"wganx plugin {ep.name!r} from {package!r} failed to load: "
                                   f"{exc!r}; skipped (set WGANX_STRICT_PLUGINS=1 to raise)",
                                   PluginLoadWarning, stacklevel=2)
+                    failures.append(LoadFailure(ep.name, package, version, repr(exc)))
                     continue
                 if manager.is_registered(plugin):
                     continue
@@ -135,7 +174,7 @@ class Registry:
         for plugin in plugins:
             manager.register(plugin)
             origins.setdefault(id(plugin), ("<in-process>", ""))
-        return cls(manager, origins)
+        return cls(manager, origins, failures)
 
     def entries(self, kind: Optional[str] = None) -> List[Entry]:
         kinds = [kind] if kind else list(KINDS)
@@ -145,6 +184,8 @@ class Registry:
         return sorted(self._entries[self._kind(kind)])
 
     def entry(self, kind: str, name: str) -> Entry:
+        if (kind, name) in self._conflicts:
+            raise self._conflict_error(kind, name)
         table = self._entries[self._kind(kind)]
         if name not in table:
             if kind == "backend" and name in STANDARD_BACKENDS:

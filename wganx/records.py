@@ -135,6 +135,10 @@ class RegularizerSpec:
         needs_input_grad: True when ``penalty`` differentiates the critic by its input
             (then batch norm in the critic is refused).
         description: one line.
+        linear_critic: ``linear_critic(norm) -> float``, the exact penalty of a linear critic
+            ``D(x) = w . x + b`` whose input gradient is ``w`` everywhere, as a function of
+            ``norm = |w|`` (gp: ``(norm - 1) ** 2``). When given, ``wganx parity`` checks the
+            penalty against it on every backend alone.
     """
 
     name: str
@@ -144,6 +148,7 @@ class RegularizerSpec:
     weight: float = 10.0
     needs_input_grad: bool = False
     description: str = ""
+    linear_critic: Optional[Callable[[float], float]] = None
 
 
 @dataclass(frozen=True)

@@ -141,17 +141,14 @@ def run_parity(case, backends: Optional[Sequence[str]] = None, registry=None) ->
     compare: the case is still built, compiled and stepped (a smoke test) and ``[]`` returned.
     """
     import wganx
-    from wganx.build import load_backend, make_program
-    from wganx.parity import BATCH, run_case
+    from wganx.build import load_backend
+    from wganx.parity import check_case
 
     reg = registry or wganx.registry()
     names = list(backends) if backends else available_backends(reg)
     if not names:
         pytest.skip("no wganx backend is available")
-    program = make_program(arch=case.arch, regularizer=case.regularizer, loss=case.loss,
-                           arch_config=case.arch_config(reg), batch_size=BATCH, reg=reg)
-    sessions = {name: load_backend(name, reg=reg).compile(program) for name in names}
-    return run_case(case, sessions, program)
+    return check_case(case, {name: load_backend(name, reg=reg) for name in names}, reg)
 
 
 def assert_parity(case, backends: Optional[Sequence[str]] = None, registry=None) -> list:

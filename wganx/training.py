@@ -22,7 +22,7 @@ from . import __version__, checkpoint, monitor
 from .build import initial_arrays, load_backend, make_program, step_inputs
 from .config import TrainConfig
 from .data import Prefetcher
-from .errors import BackendUnavailableError, WganxError, notice
+from .errors import BackendUnavailableError, Interrupted, WganxError, notice
 from .optim import OptimizerConfig
 from .progress import TrainingProgress
 from .plugins import registry as default_registry
@@ -389,14 +389,6 @@ class Trainer:
     def _generate_many(self, n):
         z = self.sample_rng.standard_normal((n, self.program.latent)).astype(np.float32)
         return self.session.generate(z)
-
-
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM reached the training loop; ``at_once`` when it was the second one."""
-
-    def __init__(self, signum: int, at_once: bool = False):
-        super().__init__(signum)
-        self.signum, self.at_once = signum, at_once
 
 
 class _InterruptFlag:

@@ -88,18 +88,21 @@ def _dragan_noise(rng, batch_size, shape):
 
 REGULARIZERS = [
     RegularizerSpec("gp", gp_penalty, _uniform_per_sample("eps"), weight=10.0, needs_input_grad=True,
-                    description="two-sided gradient penalty on interpolates (WGAN-GP)"),
+                    description="two-sided gradient penalty on interpolates (WGAN-GP)",
+                    linear_critic=lambda norm: (norm - 1.0) ** 2),
     RegularizerSpec("lp", lp_penalty, _lp_noise, weight=10.0, needs_input_grad=True,
-                    description="one-sided Lipschitz penalty on perturbed samples (WGAN-LP, seed 002)"),
+                    description="one-sided Lipschitz penalty on perturbed samples (WGAN-LP, seed 002)",
+                    linear_critic=lambda norm: max(norm - 1.0, 0.0) ** 2),
     RegularizerSpec("clip", clip=0.01,
                     description="weight clipping to [-0.01, 0.01] (original WGAN, seed 004)"),
     RegularizerSpec("none", description="no constraint (plain GAN losses)"),
     RegularizerSpec("gp0", gp0_penalty, _uniform_per_sample("eps"), weight=10.0, needs_input_grad=True,
-                    description="zero-centred gradient penalty on interpolates"),
+                    description="zero-centred gradient penalty on interpolates", linear_critic=lambda norm: norm ** 2),
     RegularizerSpec("r1", r1_penalty, weight=10.0, needs_input_grad=True,
-                    description="R1: squared gradient norm on real data"),
+                    description="R1: squared gradient norm on real data", linear_critic=lambda norm: norm ** 2 / 2),
     RegularizerSpec("dragan", dragan_penalty, _dragan_noise, weight=10.0, needs_input_grad=True,
-                    description="DRAGAN: gradient penalty around perturbed real data"),
+                    description="DRAGAN: gradient penalty around perturbed real data",
+                    linear_critic=lambda norm: (norm - 1.0) ** 2),
 ]
 
 

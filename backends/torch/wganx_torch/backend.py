@@ -300,9 +300,12 @@ class TorchSession(Session):
     def fetch(self, values):
         if not values:
             return {}
-        keys = list(values)  # float64: exact for every dtype, so -t double keeps its digits
-        stacked = torch.stack([values[k].reshape(()).double() for k in keys]).cpu().numpy()
-        return {k: float(x) for k, x in zip(keys, stacked)}
+        keys = [k for k, v in values.items() if isinstance(v, torch.Tensor)]
+        out = {k: float(v) for k, v in values.items() if not isinstance(v, torch.Tensor)}  # already fetched
+        if keys:  # one transfer; float64 is exact for every dtype, so -t double keeps its digits
+            stacked = torch.stack([values[k].reshape(()).double() for k in keys]).cpu().numpy()
+            out.update({k: float(x) for k, x in zip(keys, stacked)})
+        return {k: out[k] for k in values}
 
     def gradients(self, step, inputs):
         running = {k: v.detach().clone() for k, v in self.params.items() if not v.requires_grad}

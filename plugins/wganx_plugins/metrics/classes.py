@@ -4,9 +4,15 @@ from __future__ import annotations
 from typing import Dict, Optional, Tuple
 
 import numpy as np
-from scipy.special import xlogy
 
 from wganx.errors import WganxError
+
+
+def xlogy(x, y):
+    """``x * log(y)``, 0 where ``x`` is 0 (scipy imported on use: listing plugins stays fast)."""
+    from scipy.special import xlogy as scipy_xlogy
+
+    return scipy_xlogy(x, y)
 
 __all__ = ["inception_score", "class_coverage"]
 

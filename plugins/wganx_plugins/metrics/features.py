@@ -9,7 +9,6 @@ import warnings
 from typing import Dict, Tuple
 
 import numpy as np
-from scipy import linalg
 
 from wganx.errors import WganxError
 
@@ -37,6 +36,8 @@ def feature_stats(features) -> Tuple[np.ndarray, np.ndarray]:
 def _sqrtm(a: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():  # "Matrix is singular ..." : handled by the caller
         warnings.simplefilter("ignore")
+        from scipy import linalg  # on use: listing plugins stays fast
+
         return linalg.sqrtm(a)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial.distance import cdist
 
 from ._arrays import RngLike, as_matrix, make_rng, same_width
 from wganx.errors import WganxError
@@ -11,6 +10,8 @@ __all__ = ["energy_distance", "sliced_wasserstein", "wasserstein_1d"]
 
 
 def _mean_distance(a: np.ndarray, b: np.ndarray, batch_size: int) -> float:
+    from scipy.spatial.distance import cdist  # on use: listing plugins stays fast
+
     total = 0.0
     for start in range(0, a.shape[0], batch_size):
         total += cdist(a[start:start + batch_size], b).sum()

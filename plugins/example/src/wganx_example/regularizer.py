@@ -47,4 +47,6 @@ def penalty(ops, critic, real, fake, noise):
 
 SPEC = RegularizerSpec(
     NAME, penalty=penalty, sample_noise=sample_noise, weight=10.0, needs_input_grad=True,
-    description="one-sided gradient penalty max(0, |grad D| - 1)^2 on interpolates (wganx-example-plugin)")
+    description="one-sided gradient penalty max(0, |grad D| - 1)^2 on interpolates (wganx-example-plugin)",
+    # the exact value for a linear critic, whose input gradient is w everywhere: wganx parity checks it
+    linear_critic=lambda norm: max(norm - 1.0, 0.0) ** 2)
