@@ -263,8 +263,9 @@ def linear_architecture(dim: int = 6) -> Architecture:
 
 
 def linear_penalty_checks(backend_name: str, session_factory, registry: Registry) -> List[Check]:
-    """Each regularizer with a ``linear_critic`` value, on a linear critic of three sizes of |w|
-    (below, near and above 1, so one-sided penalties are seen both sides of their threshold)."""
+    """Each regularizer with a ``linear_critic`` value, on a linear critic of three sizes of
+    ``|w|`` (below, near and above 1, so one-sided penalties are seen on both sides of their
+    threshold)."""
     arch = linear_architecture()
     checks = []
     for name in registry.names("regularizer"):

@@ -108,8 +108,13 @@ class UpsamplerSpec:
 
     Attributes:
         name: what ``--up`` takes.
-        params: ``params(prefix, in_maps, maps) -> (dict[str, ParamSpec], out_maps)``.
-        apply: ``apply(ops, p, prefix, x) -> y`` doubling H and W.
+        params: ``params(prefix, in_maps, maps) -> (dict[str, ParamSpec], out_maps)``: the
+            block's parameters under ``prefix`` for an input of ``in_maps`` channels, where
+            ``maps`` is the width the architecture asks for and ``out_maps`` what the block
+            really gives (``deconv`` gives ``2 * maps``, as the NNabla example's does); the
+            architecture sizes what follows from ``out_maps``.
+        apply: ``apply(ops, p, prefix, x) -> y`` doubling H and W. It neither normalises
+            nor activates: the architecture applies its batch norm and ReLU after it.
         description: one line.
     """
 
