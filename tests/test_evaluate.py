@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import wganx
 from wganx import cli
 
 from wganx import evaluate as E
@@ -297,3 +298,58 @@ def test_inception_plumbing_with_a_stand_in_network():
     np.testing.assert_allclose(feats[5:], 255.0)
     np.testing.assert_allclose(probs, 1 / 1008)
     np.testing.assert_array_equal(I.to_uint8_rgb(np.zeros((1, 3, 2, 2), np.float32)), np.full((1, 3, 2, 2), 128))
+
+
+class ThirdPartyMixture:
+    """A dataset distribution as a third party writes it: a 3-mode mixture whose record says
+    how to evaluate it (a test split, its metrics, its modes), and a metric of its own."""
+
+    CENTERS = np.array([[0.0, 2.0], [-2.0, -1.0], [2.0, -1.0]])
+    STD = 0.05
+
+    @wganx.hookimpl
+    def wganx_datasets(self):
+        from wganx.data import SamplerDataset
+        from wganx.records import DatasetSpec
+
+        centers, std = self.CENTERS, self.STD
+
+        def sample(rng, n):
+            return (centers[rng.integers(0, 3, n)] + std * rng.standard_normal((n, 2))).astype(np.float32)
+
+        def load(data_dir, image_size, download):
+            return SamplerDataset(sample=sample, name="tri-mixture")
+
+        return [DatasetSpec("tri-mixture", load, kind="points", split=lambda d, split, size, dl: load(d, size, dl),
+                            metrics=("modes", "mean-radius"), modes=lambda: (centers, std))]
+
+    @wganx.hookimpl
+    def wganx_metrics(self):
+        from wganx.records import MetricSpec
+
+        def mean_radius(samples, reference=None, **options):
+            return {"mean_radius": float(np.linalg.norm(samples, axis=1).mean())}
+
+        return [MetricSpec("mean-radius", mean_radius, kinds=("points",))]
+
+
+def test_a_third_party_dataset_and_metric_are_evaluated_through_the_registry(tmp_path):
+    from wganx.plugins import Registry
+
+    reg = Registry.from_plugins([ThirdPartyMixture()])
+    rng = np.random.default_rng(0)
+    good = ThirdPartyMixture.CENTERS[rng.integers(0, 3, 600)] + 0.05 * rng.standard_normal((600, 2))
+    one_mode = ThirdPartyMixture.CENTERS[np.zeros(600, int)] + 0.05 * rng.standard_normal((600, 2))
+    evaluator = E.Evaluator(None, "tri-mixture", num_samples=600, reg=reg)
+    assert list(evaluator.metrics) == ["modes", "mean-radius"]  # the record's metrics, the plugin's metric
+    values = evaluator.evaluate(good)
+    assert values["modes_covered"] == 3 and values["modes_total"] == 3 and values["high_quality_share"] > 0.95
+    assert values["mean_radius"] == pytest.approx(np.linalg.norm(good, axis=1).mean())
+    assert E.Evaluator(None, "tri-mixture", num_samples=600, reg=reg).evaluate(one_mode)["modes_covered"] == 1
+
+
+def test_a_dataset_without_modes_or_classifier_says_which_have_them():
+    with pytest.raises(WganxError, match=r"metric 'modes' needs a mixture with modes \(25gaussians, 8gaussians\)"):
+        E.Evaluator(None, "swissroll", metrics="modes")
+    with pytest.raises(WganxError, match=r"no domain classifier for 'cifar10'.*fashion-mnist, mnist"):
+        E.Evaluator(None, "cifar10", features="domain")

@@ -42,7 +42,9 @@ import numpy as np
 import typer
 from typing_extensions import Annotated
 
-from .errors import WganxError
+from .cli import Context, DeviceId
+from .config import CONTEXTS
+from .errors import WganxError, check_choice
 
 POOL = 8  # distinct real batches cycled through
 RESULT_TAG = "WGANX_BENCH_RESULT "
@@ -522,8 +524,8 @@ def command(
         windows: Annotated[int, typer.Option("--windows", help="timed windows per subprocess")] = 2,
         warmup: Annotated[Optional[int], typer.Option(
             "--warmup", help="untimed warm-up iterations (default: 2 on the CPU, 5 on a GPU)")] = None,
-        context: Annotated[str, typer.Option("-c", "--context", help="cpu, cuda or cudnn")] = "cpu",
-        device_id: Annotated[int, typer.Option("-d", "--device-id", help="GPU index")] = 0,
+        context: Context = "cpu",
+        device_id: DeviceId = 0,
         type_config: Annotated[str, typer.Option("-t", "--type-config", help="float or half")] = "float",
         penalty: Annotated[bool, typer.Option(
             "--penalty/--no-penalty", help="--no-penalty skips the critic-step cost of gp against none")] = True,
@@ -544,16 +546,12 @@ def command(
     for name in ("backend", "config", "variant"):
         if not getattr(args, name):
             setattr(args, name, [] if name == "backend" else None)
-    for flag, value, allowed in (("--context", context, ("cpu", "cuda", "cudnn")),
-                                 ("--type-config", type_config, ("float", "half"))):
-        if value not in allowed:
-            raise WganxError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+    check_choice("--context", context, CONTEXTS)
+    check_choice("--type-config", type_config, ("float", "half"))
     for name in args.config or ():
-        if name not in CONFIGS:
-            raise WganxError(f"unknown config {name!r}; choose one of: {', '.join(CONFIGS)}")
+        check_choice("--config", name, list(CONFIGS))
     for name in args.variant or ():
-        if name not in VARIANTS:
-            raise WganxError(f"unknown variant {name!r}; choose one of: {', '.join(VARIANTS)}")
+        check_choice("--variant", name, VARIANTS)
     return main(args)
 
 

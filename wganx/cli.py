@@ -27,10 +27,9 @@ import typer
 from typing_extensions import Annotated
 
 from . import __version__
-from .config import PLUGIN_FIELDS, SECTIONS, TrainConfig, default_of, flag_name, from_user, load_toml
-from .errors import Interrupted, WganxError
+from .config import CONTEXTS, PLUGIN_FIELDS, SECTIONS, TrainConfig, default_of, flag_name, from_user, load_toml
+from .errors import Interrupted, WganxError, check_choice
 
-CONTEXTS = ("cpu", "cuda", "cudnn")
 BUILT_IN = ("train", "generate", "evaluate", "plugins", "parity", "import", "export")
 
 TRAIN_EXAMPLES = """[bold]Examples[/bold]
@@ -145,11 +144,6 @@ Backend = Annotated[Optional[str], typer.Option("--backend", help="backend (defa
                                                 autocompletion=_completer("backend"))]
 
 
-def _check_context(context: str) -> None:
-    if context not in CONTEXTS:
-        raise WganxError(f"--context must be one of {', '.join(CONTEXTS)}, got {context!r}")
-
-
 def generate(model_load_path: Annotated[Path, typer.Option("--model-load-path", help="a params_*.safetensors checkpoint")],
              monitor_path: Annotated[Path, typer.Option("--monitor-path", help="output folder")],
              backend: Backend = None, context: Context = "cpu", device_id: DeviceId = 0,
@@ -160,9 +154,8 @@ def generate(model_load_path: Annotated[Path, typer.Option("--model-load-path", 
     """Sample from a checkpoint on any backend: an image tile and/or samples.npz."""
     from .generate import generate as run
 
-    _check_context(context)
-    if format not in ("png", "npz", "both"):
-        raise WganxError(f"--format must be one of png, npz, both, got {format!r}")
+    check_choice("--context", context, CONTEXTS)
+    check_choice("--format", format, ("png", "npz", "both"))
     result = run(model_load_path, monitor_path, backend=backend, context=context, device_id=device_id,
                  batch_size=batch_size, num_images=num_images, fmt=("png", "npz") if format == "both" else (format,),
                  seed=seed)
@@ -253,8 +246,7 @@ def export_checkpoint(source: Annotated[Path, typer.Argument(metavar="CKPT.safet
 
 
 def _check_format(fmt: str) -> None:
-    if fmt != "nnabla-h5":
-        raise WganxError(f"--format must be nnabla-h5, got {fmt!r}")
+    check_choice("--format", fmt, ("nnabla-h5",))
 
 
 # -- the app ------------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Optional
 
-from .errors import WganxError
+from .errors import WganxError, check_choice
+
+CONTEXTS = ("cpu", "cuda", "cudnn")  # NNabla's extension contexts, on every backend
 
 
 @dataclass
@@ -21,7 +23,7 @@ class TrainConfig:
     backend: str = field(default_factory=lambda: os.environ.get("WGANX_BACKEND", "torch"),
                          metadata={"help": "the framework that computes", "shown_default": "$WGANX_BACKEND, else torch"})
     context: str = field(default="cpu", metadata={"help": "device: NNabla's extension contexts, on every backend",
-                                                   "flags": ("-c",), "choices": ("cpu", "cuda", "cudnn")})
+                                                   "flags": ("-c",), "choices": CONTEXTS})
     device_id: int = field(default=0, metadata={"help": "GPU index", "flags": ("-d",)})
     type_config: str = field(default="float", metadata={"help": "precision: half is mixed precision (GPU)",
                                                          "flags": ("-t",), "choices": ("float", "half")})
@@ -90,10 +92,8 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         for f in fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                raise WganxError(f"--{f.name.replace('_', '-')} must be one of {', '.join(choices)}, "
-                                 f"got {getattr(self, f.name)!r}")
+            if f.metadata.get("choices"):
+                check_choice(f"--{flag_name(f.name)}", getattr(self, f.name), f.metadata["choices"])
         for name in ("batch_size", "max_iter", "n_critic", "save_interval", "log_interval", "maps",
                      "latent", "image_size", "num_samples"):
             if getattr(self, name) < 1:

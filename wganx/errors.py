@@ -37,6 +37,12 @@ class Interrupted(Exception):
         self.signum, self.at_once = signum, at_once
 
 
+def check_choice(flag: str, value, allowed) -> None:
+    """A value that is not one of ``allowed`` is a one-line error naming the flag and the choices."""
+    if value not in allowed:
+        raise WganxError(f"{flag} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+
+
 def notice(message: str) -> None:
     """Tell the user, in one line on stderr, something wganx did for them (not an error)."""
     import sys

@@ -44,11 +44,12 @@ import numpy as np
 import typer
 from typing_extensions import Annotated
 
-from .errors import WganxError
+from .cli import Context, DeviceId
+from .config import CONTEXTS
+from .errors import WganxError, check_choice
 from .plugins import registry as default_registry
 
 FEATURE_SPACES = ("auto", "domain", "inception")
-POINT_DEFAULTS = {"8gaussians": ("modes", "energy"), "25gaussians": ("modes", "energy")}
 DOMAIN_DEFAULTS = ("fid", "kid", "precision-recall", "class-coverage", "inception-score")
 INCEPTION_DEFAULTS = ("fid", "kid", "inception-score")
 DEFAULT_SAMPLES = {"image": 10000, "points": 2500}  # FID's usual 10k; PacGAN's 2,500 points
@@ -128,7 +129,7 @@ class Evaluator:
         if not self.dataset:
             raise WganxError("evaluate: which real dataset? pass --reference DATASET")
         self.data_dir = data_dir if data_dir is not None else _config_get(config_like, "data_dir")
-        spec = self.reg.get("dataset", self.dataset)
+        self.spec = spec = self.reg.get("dataset", self.dataset)
         self.kind = spec.kind
         self.seed = int(seed if seed is not None else _config_get(config_like, "seed", 0) or 0)
         self.num_samples = int(num_samples or DEFAULT_SAMPLES.get(self.kind, 10000))
@@ -141,13 +142,11 @@ class Evaluator:
         self.reference_split, self.download, self.device = reference_split, download, device
         self.inception_weights, self.log = inception_weights, log
         if self.kind == "image":
-            from wganx_plugins.metrics.classifier import DOMAIN_DATASETS
-
-            self.features = ("domain" if self.dataset in DOMAIN_DATASETS else "inception") \
-                if features == "auto" else features
-            if self.features == "domain" and self.dataset not in DOMAIN_DATASETS:
-                raise WganxError(f"there is no domain classifier for {self.dataset!r} (only for "
-                                 f"{', '.join(DOMAIN_DATASETS)}); use --features inception")
+            self.features = ("domain" if spec.classifier else "inception") if features == "auto" else features
+            if self.features == "domain" and spec.classifier is None:
+                with_one = [n for n in self.reg.names("dataset") if self.reg.get("dataset", n).classifier]
+                raise WganxError(f"there is no domain classifier for {self.dataset!r} (its dataset record has "
+                                 f"none; these have one: {', '.join(with_one)}); use --features inception")
         else:
             self.features = None
         self.metrics = self._resolve(parse_metrics(metrics))
@@ -161,8 +160,10 @@ class Evaluator:
 
     # -- which metrics ----------------------------------------------------------------------
     def _defaults(self) -> tuple:
+        if self.spec.metrics:
+            return tuple(self.spec.metrics)
         if self.kind == "points":
-            return POINT_DEFAULTS.get(self.dataset, ("energy",))
+            return ("energy",)
         return DOMAIN_DEFAULTS if self.features == "domain" else INCEPTION_DEFAULTS
 
     def _resolve(self, names) -> Dict[str, object]:
@@ -174,8 +175,9 @@ class Evaluator:
             if not set(spec.kinds) & set(wanted):
                 raise WganxError(f"metric {name!r} applies to {'/'.join(spec.kinds)} data; {self.dataset!r} "
                                  f"is {self.kind} data")
-            if name == "modes" and self.dataset not in POINT_DEFAULTS:
-                raise WganxError(f"metric 'modes' needs a mixture with modes ({', '.join(POINT_DEFAULTS)}), "
+            if name == "modes" and self.spec.modes is None:
+                mixtures = [n for n in self.reg.names("dataset") if self.reg.get("dataset", n).modes]
+                raise WganxError(f"metric 'modes' needs a mixture with modes ({', '.join(mixtures)}), "
                                  f"not {self.dataset!r}")
             out[name] = spec
         return out
@@ -192,10 +194,7 @@ class Evaluator:
         """The domain classifier or Inception; anything with ``features`` and ``predict_proba``."""
         if self._extractor is None:
             if self.features == "domain":
-                from wganx_plugins.metrics.classifier import load_classifier
-
-                self._extractor = load_classifier(self.dataset, self.data_dir, download=self.download,
-                                                  log=self.log)
+                self._extractor = self.spec.classifier(self.data_dir, self.download, self.log)
             else:
                 from wganx_plugins.metrics.inception import InceptionFeatures
 
@@ -205,7 +204,8 @@ class Evaluator:
     def extractor_info(self) -> dict:
         if self.features == "domain":
             clf = self.extractor()
-            return {"name": f"{self.dataset} numpy MLP classifier", "feature_dim": clf.feature_dim,
+            return {"name": getattr(clf, "description", f"{self.dataset} domain classifier"),  # as it names itself
+                    "feature_dim": clf.feature_dim,
                     "test_accuracy": clf.test_accuracy}
         if self.features == "inception":
             return {"name": "Inception-v3 (torch-fidelity), pool3 2048-d / 1008 logits"}
@@ -218,15 +218,17 @@ class Evaluator:
         """Reference points, or reference features, computed once."""
         if self._reference is not None:
             return self._reference
-        from wganx_plugins.datasets import load_split
-
         rng = np.random.default_rng([self.seed, 77])
+        data = self._real_split()
         if self.kind == "points":
-            data = load_split(self.dataset, self.data_dir, self.reference_split)
-            points = np.asarray(data.sample(rng, self.num_samples), np.float64)
+            sample = getattr(data, "sample", None)  # a sampler draws fresh points; else a batch of the data
+            points = sample(rng, self.num_samples) if callable(sample) else next(data.batches(self.num_samples, rng))[0]
+            points = np.asarray(points, np.float64)
             self._reference = {"points": points, "n": len(points)}
             return self._reference
-        data = load_split(self.dataset, self.data_dir, self.reference_split, None, self.download)
+        if not hasattr(data, "x"):
+            raise WganxError(f"the {self.reference_split} split of {self.dataset!r} must be an ArrayDataset "
+                             "(images in .x) to be measured")
         n = min(self.num_samples, len(data))
         idx = np.sort(rng.choice(len(data), n, replace=False)) if n < len(data) else np.arange(len(data))
         images = images_to_float(data.x[idx])
@@ -235,6 +237,14 @@ class Evaluator:
             ref["features"] = np.asarray(self.extractor().features(images), np.float64)
         self._reference = ref
         return ref
+
+    def _real_split(self):
+        """The real data to compare with: the record's ``split``, else its training data."""
+        if self.spec.split is not None:
+            return self.spec.split(self.data_dir, self.reference_split, None, self.download)
+        if self.reference_split != "train":
+            self.log(f"{self.dataset!r} has no {self.reference_split} split; comparing with its training data")
+        return self.spec.load(self.data_dir, None, self.download)
 
     # -- computing --------------------------------------------------------------------------
     def check_samples(self, samples) -> np.ndarray:
@@ -258,7 +268,7 @@ class Evaluator:
             for name, spec in self.metrics.items():
                 options = dict(self.options.get(name, {}))
                 if name == "modes":
-                    options["dataset"] = self.dataset
+                    options["centers"], options["std"] = self.spec.modes()
                 out.update(spec.compute(x, ref["points"], **options))
             return {k: float(v) for k, v in out.items()}
         needs = self._needs()
@@ -393,9 +403,7 @@ def _load_source(args) -> tuple:
         samples = load_npz_samples(args.samples)
         info = {"type": "npz", "path": str(args.samples)}
     else:
-        from wganx_plugins.datasets import load_folder
-
-        data = load_folder(args.folder)
+        data = default_registry().get("dataset", "folder").load(str(args.folder), None, False)
         samples = data.x
         info = {"type": "folder", "path": str(args.folder)}
     if args.num_samples:
@@ -417,8 +425,8 @@ def command(
             rich_help_panel="Source (one of)")] = None,
         backend: Annotated[Optional[str], typer.Option(
             "--backend", help="backend to sample a checkpoint with (default: the one that trained it)")] = None,
-        context: Annotated[str, typer.Option("-c", "--context", help="cpu, cuda or cudnn")] = "cpu",
-        device_id: Annotated[int, typer.Option("-d", "--device-id", help="GPU index")] = 0,
+        context: Context = "cpu",
+        device_id: DeviceId = 0,
         batch_size: Annotated[int, typer.Option("-b", "--batch-size", help="generator batch size")] = 256,
         metrics: Annotated[Optional[List[str]], typer.Option(
             "--metrics", metavar="LIST", help="comma-separated metric plugins, repeatable (default: by data kind)",
@@ -460,11 +468,10 @@ def run(args) -> dict:
     sources = [s for s in (args.model_load_path, args.samples, args.folder) if s is not None]
     if len(sources) != 1:
         raise WganxError("give exactly one of --model-load-path, --samples, --folder")
-    for flag, value, allowed in (("--context", args.context, ("cpu", "cuda", "cudnn")),
+    for flag, value, allowed in (("--context", args.context, CONTEXTS),
                                  ("--reference-split", args.reference_split, ("test", "train")),
                                  ("--features", args.features, FEATURE_SPACES)):
-        if value not in allowed:
-            raise WganxError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+        check_choice(flag, value, allowed)
     if args.num_samples is not None and args.num_samples < 2:
         raise WganxError(f"--num-samples must be at least 2, got {args.num_samples}")
     if args.batch_size < 1 or args.kid_subsets < 1:

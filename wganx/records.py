@@ -187,6 +187,21 @@ class DatasetSpec:
         defaults: recommended training settings (``TrainConfig`` field names, e.g.
             ``{"arch": "mlp", "latent": 2}``), applied by ``wganx train`` to every setting
             the user did not give, and reported at the start of the run.
+
+    What ``wganx evaluate`` and ``--eval-interval`` need (all optional):
+
+    Attributes:
+        split: ``split(data_dir, split, image_size, download) -> wganx.data.Dataset`` with
+            ``split`` ``"train"`` or ``"test"``: the real data samples are compared with
+            (default: ``load``'s training data for both).
+        metrics: the metrics evaluated when the user names none (default: ``energy`` for
+            points; FID, KID, ... for images).
+        modes: ``modes() -> (centers (K, D), std)`` of a mixture, which enables the
+            ``modes`` metric (modes covered and high-quality share).
+        classifier: ``classifier(data_dir, download, log) -> extractor``, a domain feature
+            extractor with ``features(x)``, ``predict_proba(x)``, ``feature_dim`` and
+            ``test_accuracy``; images are then measured in its features by default
+            (``--features domain``) instead of Inception's.
     """
 
     name: str
@@ -194,6 +209,10 @@ class DatasetSpec:
     kind: str = "image"
     description: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    split: Optional[Callable[..., Any]] = None
+    metrics: Sequence[str] = ()
+    modes: Optional[Callable[[], tuple]] = None
+    classifier: Optional[Callable[..., Any]] = None
 
 
 @dataclass(frozen=True)

@@ -347,8 +347,37 @@ _DESCRIPTIONS = {
 TOY_DEFAULTS = {"arch": "mlp", "maps": 512, "latent": 2, "lambda_": 0.1, "batch_size": 256}
 
 
+MIXTURES = ("8gaussians", "25gaussians")  # toys with modes to count
+
+
+def _split_loader(name: str):
+    def split(data_dir, split, image_size, download):
+        return load_split(name, data_dir, split, image_size, download)
+    return split
+
+
+def _classifier(name: str):
+    def classifier(data_dir, download, log):
+        from wganx_plugins.metrics.classifier import load_classifier
+
+        return load_classifier(name, data_dir, download=download, log=log)
+    return classifier
+
+
+def _evaluation(name: str, kind: str) -> dict:
+    """What ``wganx evaluate`` needs of dataset ``name``, as fields of its record."""
+    from wganx_plugins.metrics.classifier import DOMAIN_DATASETS
+
+    fields = {"split": _split_loader(name)}
+    if name in MIXTURES:
+        fields.update(metrics=("modes", "energy"), modes=lambda: (mode_centers(name), mode_std(name)))
+    if name in DOMAIN_DATASETS:
+        fields["classifier"] = _classifier(name)
+    return fields
+
+
 @hookimpl
 def wganx_datasets():
     return [DatasetSpec(name, _train_loader(name), kind=kind, description=description,
-                        defaults=TOY_DEFAULTS if kind == "points" else {})
+                        defaults=TOY_DEFAULTS if kind == "points" else {}, **_evaluation(name, kind))
             for name, (kind, description) in _DESCRIPTIONS.items()]

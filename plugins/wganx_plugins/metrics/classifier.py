@@ -156,6 +156,10 @@ class Classifier:
         return float(self.meta.get("test_accuracy", float("nan")))
 
     @property
+    def description(self) -> str:
+        return f"{self.meta.get('dataset', 'domain')} numpy MLP classifier"
+
+    @property
     def feature_dim(self) -> int:
         return self.params[f"W{_layers(self.params) - 1}"].shape[0]
 
