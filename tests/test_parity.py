@@ -205,7 +205,7 @@ class Upsampling:
         from wganx.records import Architecture, ArchitectureSpec, Network, ParamSpec
 
         mode, (c, h, w) = self.mode, UPSAMPLED
-        n_in, n_mid, n_out = c * h * w, c * h * w * 4, c * h * w * 16
+        n_in, n_out = c * h * w, c * h * w * 16
 
         def build(config):
             def gen(ops, p, z, *, training, labels=None):

@@ -26,7 +26,6 @@ from wganx.plugins import Registry
 from wganx.runfolder import RunFolder, RunFolderError
 from wganx.training import TrainingDiverged, Trainer, train
 
-from conftest import run_cli
 from test_train import NaNAfter
 
 TOY = ["--dataset", "8gaussians", "--arch", "mlp", "--maps", "8", "--latent", "2", "-b", "16", "--lambda", "0.1",
