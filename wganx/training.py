@@ -20,7 +20,7 @@ import numpy as np
 
 from . import __version__, checkpoint, monitor
 from .build import initial_arrays, load_backend, make_program, step_inputs
-from .config import TrainConfig
+from .config import TrainConfig, flag_name
 from .data import Prefetcher
 from .errors import BackendUnavailableError, Interrupted, WganxError, notice
 from .optim import OptimizerConfig
@@ -39,10 +39,6 @@ EVAL_STREAM = 4
 # without a word (extending max_iter is what resuming is for).
 RESUME_MUST_KEEP = ("arch", "up", "maps", "latent", "image_size", "critic_norm", "conditional", "dataset")
 RESUME_MAY_CHANGE = ("resume", "overwrite", "max_iter", "progress", "monitor_path")
-
-
-def _flag(name: str) -> str:
-    return name.rstrip("_").replace("_", "-")
 
 
 class TrainingDiverged(WganxError):
@@ -204,12 +200,12 @@ class Trainer:
         changed = [k for k in now if k in before and before[k] != now[k] and k not in RESUME_MAY_CHANGE]
         fixed = [k for k in changed if k in RESUME_MUST_KEEP and (k != "up" or uses_up)]
         if fixed:
-            shown = "; ".join(f"--{_flag(k)} was {before[k]!r}, now {now[k]!r}" for k in fixed)
+            shown = "; ".join(f"--{flag_name(k)} was {before[k]!r}, now {now[k]!r}" for k in fixed)
             raise WganxError(f"--resume {path}: {shown}. A resumed run keeps the model and the data; "
                              "start a new run in another --monitor-path for these settings")
         told = [k for k in changed if k not in fixed]
         if told:
-            notice("resuming with changed settings: " + ", ".join(f"{_flag(k)} {before[k]!r} -> {now[k]!r}"
+            notice("resuming with changed settings: " + ", ".join(f"{flag_name(k)} {before[k]!r} -> {now[k]!r}"
                                                                  for k in told))
 
     def _restore(self, path: Path, arrays, meta):
@@ -241,7 +237,7 @@ class Trainer:
         cfg = self.config
         if self.recommended:
             notice(f"{cfg.dataset} / {cfg.arch} recommend: " + ", ".join(
-                f"{_flag(k)} {v}" for k, v in self.recommended.items()) + " (a flag overrides each)")
+                f"{flag_name(k)} {v}" for k, v in self.recommended.items()) + " (a flag overrides each)")
         (self.folder / "samples").mkdir(exist_ok=True)
         self._write_config()
         log = monitor.LossLog(self.folder, resume_from=self.iteration if self.last_checkpoint else None)
