@@ -27,7 +27,8 @@ import typer
 from typing_extensions import Annotated
 
 from . import __version__
-from .config import CONTEXTS, PLUGIN_FIELDS, SECTIONS, TrainConfig, default_of, flag_name, from_user, load_toml
+from .config import (CONTEXTS, PLUGIN_FIELDS, SECTIONS, TrainConfig, base_type, default_of, flag_name, from_user,
+                     load_toml)
 from .errors import Interrupted, WganxError, check_choice
 
 BUILT_IN = ("train", "generate", "evaluate", "plugins", "parity", "import", "export")
@@ -71,8 +72,7 @@ def _choices(choices) -> Callable[[str], List[str]]:
 def _train_option(f) -> inspect.Parameter:
     meta = f.metadata
     flags = list(dict.fromkeys([*meta.get("flags", ()), "--" + flag_name(f.name)]))
-    base = f.type.replace("Optional[", "").rstrip("]") if isinstance(f.type, str) else f.type.__name__
-    kind = {"int": int, "float": float, "str": str, "bool": bool}[base]
+    kind = {"int": int, "float": float, "str": str, "bool": bool}[base_type(f.name)]
     default = default_of(f.name)
     shown = meta.get("shown_default") or ("off" if default is None or default is False
                                           else "on" if default is True else default)
@@ -402,8 +402,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"wganx {name}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # the environment: a folder in the way, a full or read-only disk
+        from .runfolder import describe_os_error
+
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"wganx {name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"wganx {name}: error: {where}{describe_os_error(exc)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Interrupted) as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT

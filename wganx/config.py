@@ -97,7 +97,7 @@ class TrainConfig:
         for name in ("batch_size", "max_iter", "n_critic", "save_interval", "log_interval", "maps",
                      "latent", "image_size", "num_samples"):
             if getattr(self, name) < 1:
-                raise WganxError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise WganxError(f"--{flag_name(name)} must be at least 1, got {getattr(self, name)}")
         for name in ("lrg", "lrd"):
             if getattr(self, name) < 0:
                 raise WganxError(f"--{name} must not be negative, got {getattr(self, name)}")
@@ -106,7 +106,7 @@ class TrainConfig:
                 raise WganxError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
         for name in ("eval_interval", "keep_checkpoints"):
             if getattr(self, name) < 0:
-                raise WganxError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+                raise WganxError(f"--{flag_name(name)} must not be negative, got {getattr(self, name)}")
         if self.eval_samples < 1:
             raise WganxError(f"--eval-samples must be at least 1, got {self.eval_samples}")
         if self.resume and self.overwrite:
@@ -140,19 +140,23 @@ def load_toml(path: str) -> dict:
         name = "lambda_" if name == "lambda" else name
         if name not in known:
             raise WganxError(f"config file {path}: unknown key {key!r}; choose from: "
-                             + ", ".join(sorted(k.rstrip('_').replace('_', '-') for k in known)))
-        out[name] = _checked(path, key, value, TYPES[name])
+                             + ", ".join(sorted(flag_name(k) for k in known)))
+        out[name] = _checked(path, key, value, base_type(name))
     return out
 
 
-TYPES = {f.name: f.type for f in fields(TrainConfig)}
 _TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
 
 
-def _checked(path: str, key: str, value, annotation: str):
-    """``value`` if it fits the field's type (an integer is a valid float), else a one-line error."""
-    optional = annotation.startswith("Optional[")
-    base = annotation[len("Optional["):-1] if optional else annotation
+def base_type(name: str) -> str:
+    """``"int"``, ``"float"``, ``"str"`` or ``"bool"``: field ``name``'s type without ``Optional``."""
+    annotation = next(f.type for f in fields(TrainConfig) if f.name == name)
+    annotation = annotation if isinstance(annotation, str) else annotation.__name__
+    return annotation[len("Optional["):-1] if annotation.startswith("Optional[") else annotation
+
+
+def _checked(path: str, key: str, value, base: str):
+    """``value`` if it fits a field of type ``base`` (an integer is a valid float), else a one-line error."""
     ok = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
           "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
           "str": lambda v: isinstance(v, str),

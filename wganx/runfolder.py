@@ -41,7 +41,7 @@ def describe_os_error(exc: OSError) -> str:
 
 
 class RunFolder:
-    """``--monitor-path`` opened for one run; use as a context manager or call :meth:`close`."""
+    """``--monitor-path`` opened for one run; :meth:`close` releases it."""
 
     def __init__(self, path, *, resume: bool = False, overwrite: bool = False):
         self.path = Path(path)
@@ -59,12 +59,6 @@ class RunFolder:
         except BaseException:
             self.close(failed=True)
             raise
-
-    def __enter__(self) -> "RunFolder":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.close(failed=exc_type is not None)
 
     # -- opening -----------------------------------------------------------------------------
     def _make(self) -> None:
