@@ -190,7 +190,7 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
 BAD_INPUT = [
     (["--backend", "caffe"], "unknown backend 'caffe'; choose one of:"),
     (["--arch", "vgg"], "unknown architecture 'vgg'; choose one of: "),
-    (["--arch", "nnabla-cifar", "--up", "bicubic"], "unknown upsampler 'bicubic'; choose one of: bilinear, deconv, linear, nearest, unpooling"),
+    (["--arch", "nnabla-cifar", "--up", "bicubic"], "unknown upsampler 'bicubic'; choose one of: bilinear, deconv, linear, nearest, pixelshuffle, unpooling"),
     (["--regularizer", "spectral"], "unknown regularizer 'spectral'; choose one of: "),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'; choose one of:"),
     (["--image-size", "24"], "cannot make 24x24 images"),

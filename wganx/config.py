@@ -34,7 +34,7 @@ class TrainConfig:
     latent: int = field(default=128, metadata={"help": "size of the latent vector z"})
     image_size: int = field(default=32, metadata={"help": "height and width of generated images"})
     critic_norm: str = field(default="none", metadata={"help": "normalisation of the resnet critic",
-                                                        "choices": ("none", "layer")})
+                                                        "choices": ("none", "layer", "spectral")})
     conditional: bool = field(default=False, metadata={"help": "class-conditional G and D (WCGAN, seed 001)"})
     # -- the objective --
     loss: str = field(default="wasserstein", metadata={"help": "loss plugin (nonsaturating: seed 002's GAN)"})

@@ -16,6 +16,7 @@ import contextlib
 
 
 INTERPOLATION_MODES = ("nearest", "linear", "bilinear")
+PAD_MODES = ("constant", "reflect")
 
 
 def linear_phases(scale: int, mode: str):
@@ -37,6 +38,22 @@ def linear_phases(scale: int, mode: str):
 
 def unknown_interpolation(mode: str) -> ValueError:
     return ValueError(f"unknown interpolation mode {mode!r}; choose one of: {', '.join(INTERPOLATION_MODES)}")
+
+
+def check_pad(shape, widths, mode: str) -> list:
+    """``widths`` as ``(before, after)`` pairs for every axis of ``shape`` (leading ones 0),
+    after the checks every backend makes the same way."""
+    if mode not in PAD_MODES:
+        raise ValueError(f"unknown pad mode {mode!r}; choose one of: {', '.join(PAD_MODES)}")
+    widths = [tuple(int(v) for v in w) for w in widths]
+    if len(widths) > len(shape) or any(len(w) != 2 or min(w) < 0 for w in widths):
+        raise ValueError(f"pad widths {widths} must be (before, after) pairs >= 0, at most one per axis of {shape}")
+    full = [(0, 0)] * (len(shape) - len(widths)) + widths
+    if mode == "reflect":
+        for axis, (w, size) in enumerate(zip(full, shape)):
+            if max(w) and (len(shape) != 4 or axis < 2 or max(w) >= size):
+                raise ValueError(f"reflect pads only H and W of an image, by less than their size: {widths} on {shape}")
+    return full
 
 
 class Ops(abc.ABC):
@@ -147,6 +164,38 @@ class Ops(abc.ABC):
         """Concatenate along an NCHW axis."""
 
     @abc.abstractmethod
+    def transpose(self, x, perm):
+        """Permute NCHW axes, ``numpy.transpose`` semantics (``perm`` covers every axis)."""
+
+    @abc.abstractmethod
+    def slice(self, x, axis: int, start: int, stop: int):
+        """``x[..., start:stop, ...]`` along one NCHW ``axis``; ``0 <= start < stop <= size``."""
+
+    @abc.abstractmethod
+    def pad(self, x, widths, mode: str = "constant"):
+        """Pad the last ``len(widths)`` NCHW axes by ``(before, after)`` pairs.
+
+        ``mode`` is one of :data:`PAD_MODES`: ``"constant"`` pads zeros, ``"reflect"``
+        mirrors without repeating the border value (``numpy.pad``'s ``reflect``, PyTorch's
+        ``ReflectionPad2d``); it pads only H and W of an image, by less than their size.
+        """
+
+    @abc.abstractmethod
+    def depth_to_space(self, x, block: int):
+        """``(N, C * b * b, H, W) -> (N, C, H * b, W * b)`` with PyTorch's ``pixel_shuffle``
+        order (ONNX ``DepthToSpace`` mode ``CRD``): input channel ``c * b * b + i * b + j``
+        becomes output pixel ``(h * b + i, w * b + j)`` of channel ``c``. TensorFlow's own
+        ``tf.nn.depth_to_space`` orders channels the other way (``DCR``)."""
+
+    @abc.abstractmethod
+    def matmul(self, a, b):
+        """Batched matrix product ``(B, M, K) @ (B, K, P) -> (B, M, P)`` (or 2-D by 2-D)."""
+
+    @abc.abstractmethod
+    def softmax(self, x, axis: int):
+        """``exp(x) / sum(exp(x))`` along an NCHW ``axis``, computed stably."""
+
+    @abc.abstractmethod
     def sum(self, x, axes=None, keepdims=False):
         """Sum over NCHW ``axes`` (all when None)."""
 
@@ -157,6 +206,48 @@ class Ops(abc.ABC):
     @abc.abstractmethod
     def shape(self, x) -> tuple:
         """The NCHW shape as a tuple of ints."""
+
+    # -- weights and state ----------------------------------------------------------------
+    @abc.abstractmethod
+    def weight_rows(self, w):
+        """A conv, deconv or affine weight as a matrix of ``w``'s canonical first axis (O of
+        OIHW, I of IOHW, in of affine) by everything else, columns in any order."""
+
+    @abc.abstractmethod
+    def defer_update(self, buffer, value):
+        """Give the non-trainable parameter ``buffer`` the value ``value`` (no gradient) when
+        the training step being computed ends. :meth:`wganx.backend.Session.gradients` and
+        inference drop deferred updates; so every call in one step reads the same ``buffer``,
+        in whatever order a backend's graph runs them."""
+
+    def spectral_norm(self, w, u, *, training: bool, iterations: int = 1, eps: float = 1e-12):
+        """``w / sigma``, spectral normalisation (Miyato et al. 2018, Algorithm 1).
+
+        ``sigma`` estimates the largest singular value of :meth:`weight_rows` ``W`` by power
+        iteration from the stored vector ``u`` (a non-trainable ``(rows,)`` parameter, see
+        :func:`wganx.params.spectral`): ``v = W^T u / |W^T u|``, ``u = W v / |W v|`` (each norm
+        at least ``eps``), ``iterations`` times in training, then ``sigma = u^T W v`` with ``u``
+        and ``v`` held constant in the gradient, as PyTorch's ``spectral_norm`` computes it.
+        In training the new ``u`` is kept (:meth:`defer_update`): one power iteration per
+        step, the paper's rule. Outside training ``u`` is used as stored and ``v`` follows
+        from it.
+        """
+        rows = self.weight_rows(w)
+        fixed = self.stop_gradient(rows)
+        count = self.shape(u)[0]
+
+        def normalized(x):
+            return x / self.maximum(self.sqrt(self.sum(x * x)), eps)
+
+        u_ = normalized(self.reshape(self.stop_gradient(u), (1, count)))
+        v = normalized(self.matmul(u_, fixed))
+        for i in range(iterations if training else 0):
+            if i:
+                v = normalized(self.matmul(u_, fixed))
+            u_ = normalized(self.matmul(v, self.transpose(fixed, (1, 0))))
+        if training:
+            self.defer_update(u, self.reshape(u_, (count,)))
+        return w / self.sum(self.matmul(u_, rows) * v)
 
     # -- autodiff -------------------------------------------------------------------------
     @abc.abstractmethod

@@ -74,3 +74,10 @@ def norm(name: str, maps: int, running_stats: bool = False) -> Dict[str, ParamSp
 def embedding(name: str, num_classes: int, dim: int) -> Dict[str, ParamSpec]:
     """Spec of a label embedding table ``(num_classes, dim)``."""
     return {f"{name}/W": ParamSpec((num_classes, dim), "normal", std=1.0 / np.sqrt(dim))}
+
+
+def spectral(name: str, rows: int) -> Dict[str, ParamSpec]:
+    """Spec of the power-iteration vector ``name/u`` of a spectrally normalised weight
+    ``name/W`` (:meth:`wganx.ops.Ops.spectral_norm`); ``rows`` is the weight's canonical first
+    axis (a conv's output maps, an affine layer's inputs)."""
+    return {f"{name}/u": ParamSpec((rows,), "normal", std=1.0, trainable=False)}

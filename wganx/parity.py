@@ -48,6 +48,7 @@ from .build import initial_arrays, load_backend, make_program, step_inputs
 from .errors import WganxError
 from .optim import OptimizerConfig
 from .plugins import Registry, registry as default_registry
+from .program import Program
 from .records import ArchConfig, Architecture, Network, ParamSpec
 
 SCALAR_RTOL, SCALAR_ATOL = 1e-4, 1e-6
@@ -142,6 +143,7 @@ def default_cases(registry: Registry) -> List[Case]:
             cases.append(Case(name, up=("nearest" if up and "nearest" in ups else up), data_kind=kind))
     if "resnet" in archs:
         cases.append(Case("resnet", up="nearest", critic_norm="layer"))
+        cases.append(Case("resnet", up="nearest", critic_norm="spectral"))
     for up in ups:
         for arch in up_archs[:1]:
             cases.append(Case(arch, up=up))
@@ -262,6 +264,60 @@ def linear_architecture(dim: int = 6) -> Architecture:
     return Architecture(Network(g, gen), Network(d, critic), (dim,))
 
 
+# -- the ops contract ---------------------------------------------------------------------------
+OPS_SAMPLE = (3, 8, 8)
+OPS_LATENT = 8
+
+
+def ops_architecture() -> Architecture:
+    """The tensor ops that the standard layers do not exercise, in one small model, so every
+    backend is held to each of them and a penalty differentiates through each twice.
+
+    Generator: affine, ``depth_to_space`` (sub-pixel convolution), reflect ``pad``, conv.
+    Critic: reflect ``pad``, conv, ``depth_to_space``, zero ``pad``, strided conv, a
+    self-attention block (``reshape``, ``transpose``, ``matmul``, ``softmax``; Zhang et al.
+    2019), a channel ``slice`` and a 4-D ``transpose``, affine.
+    """
+    c, h, w = OPS_SAMPLE
+
+    def gen(ops, p, z, *, training, labels=None):
+        x = ops.reshape(ops.affine(z, p["fc/W"], p["fc/b"]), (ops.shape(z)[0], 4 * c, h // 2, w // 2))
+        x = ops.pad(ops.depth_to_space(x, 2), ((1, 1), (1, 1)), "reflect")
+        return ops.tanh(ops.conv2d(x, p["conv/W"], p["conv/b"]))
+
+    def attention(ops, x):
+        n, maps, hh, ww = ops.shape(x)
+        f = ops.reshape(x, (n, maps, hh * ww))
+        weights = ops.softmax(ops.matmul(ops.transpose(f, (0, 2, 1)), f) * 0.5, axis=2)
+        return x + ops.reshape(ops.matmul(f, ops.transpose(weights, (0, 2, 1))), (n, maps, hh, ww))
+
+    def critic(ops, p, x, *, training, labels=None):
+        y = ops.leaky_relu(ops.conv2d(ops.pad(x, ((1, 1), (1, 2)), "reflect"), p["c1/W"], p["c1/b"]), 0.2)
+        y = ops.pad(ops.depth_to_space(y, 2), ((0, 1), (1, 1)))
+        y = attention(ops, ops.leaky_relu(ops.conv2d(y, p["c2/W"], p["c2/b"], stride=2), 0.2))
+        y = ops.transpose(ops.slice(y, 1, 1, 3), (0, 1, 3, 2))
+        return ops.affine(y, p["out/W"], p["out/b"])
+
+    from .params import affine, conv
+    g = {**affine("fc", OPS_LATENT, 4 * c * h * w // 4), **conv("conv", c, c, 3)}
+    d = {**conv("c1", c, 8, 3), **conv("c2", 2, 4, 3), **affine("out", 2 * 8 * 9, 1)}
+    return Architecture(Network(g, gen), Network(d, critic), OPS_SAMPLE)
+
+
+OPS_CASE = Case("ops contract")
+
+
+def ops_program(registry: Registry, regularizer: str = "gp", adam_eps: float = TRAJECTORY_ADAM_EPS):
+    """:func:`ops_architecture` with the default loss, ``regularizer`` and the trajectory's Adam."""
+    from .config import default_of
+
+    adam = OptimizerConfig("adam", eps=adam_eps)
+    spec = registry.get("regularizer", regularizer)
+    return Program(arch=ops_architecture(), loss=registry.get("loss", default_of("loss")), regularizer=spec,
+                   penalty_weight=spec.weight, critic_optimizer=adam, generator_optimizer=adam,
+                   batch_size=BATCH, latent=OPS_LATENT)
+
+
 def linear_penalty_checks(backend_name: str, session_factory, registry: Registry) -> List[Check]:
     """Each regularizer with a ``linear_critic`` value, on a linear critic of three sizes of
     ``|w|`` (below, near and above 1, so one-sided penalties are seen on both sides of their
@@ -302,6 +358,10 @@ def run(backends: Sequence[str] = (), cases: Optional[Sequence[Case]] = None,
     report = Report(list(backends))
     for name, backend in loaded.items():
         report.checks += linear_penalty_checks(name, backend.compile, reg)
+    if cases is None:
+        if progress:
+            progress(OPS_CASE.label)
+        report.checks += check_case(OPS_CASE, loaded, reg, ops_program(reg))
     for case in (default_cases(reg) if cases is None else cases):
         try:
             program = program_for(case, reg)

@@ -26,7 +26,8 @@ class ParamSpec:
         fan_in: inputs per output (in_maps * kernel area); used by ``glorot_uniform``.
         fan_out: outputs per input (out_maps * kernel area).
         std: standard deviation for ``"normal"``.
-        trainable: False for running statistics such as batch-norm means.
+        trainable: False for running statistics such as batch-norm means and other state
+            (spectral normalisation's ``u``).
     """
 
     shape: tuple
@@ -65,7 +66,7 @@ class ArchConfig:
     maps: int = 128
     up: Optional["UpsamplerSpec"] = None
     num_classes: int = 0  # > 0: class-conditional generator and projection critic
-    critic_norm: str = "none"  # resnet critic: "none" or "layer"
+    critic_norm: str = "none"  # resnet critic: "none", "layer" or "spectral"
     data_kind: str = "image"  # "image" (C, H, W) or "points" (D,)
     data_dim: int = 2  # for "points"
 

@@ -9,8 +9,9 @@
   experiments for 2-D points (``--maps`` is the width).
 * ``resnet``: the WGAN-GP paper's CIFAR-10 ResNet (``gan_cifar_resnet.py``): residual
   up-blocks in the generator, mean-pool down-blocks in the critic, no normalisation in the
-  critic unless ``critic_norm="layer"``. Its up-convolution is the chosen ``--up`` block
-  (seed 000's order: convolve, then upsample).
+  critic unless ``critic_norm="layer"`` (layer norm) or ``"spectral"`` (every critic weight
+  spectrally normalised, Miyato et al. 2018, one power iteration per step). Its
+  up-convolution is the chosen ``--up`` block (seed 000's order: convolve, then upsample).
 
 Every parameter is created by the core with NNabla's default Glorot-uniform initialiser.
 With ``num_classes > 0`` the generator concatenates a label embedding to ``z`` and the critic
@@ -20,10 +21,11 @@ import math
 
 from wganx import hookimpl
 from wganx.errors import WganxError
-from wganx.params import affine, conv, deconv, embedding, norm
+from wganx.params import affine, conv, deconv, embedding, norm, spectral
 from wganx.records import Architecture, ArchitectureSpec, Network
 
 LABEL_DIM = 32  # size of the label embedding concatenated to z
+RESNET_CRITIC_NORMS = ("none", "layer", "spectral")
 
 
 # -- shared pieces ------------------------------------------------------------------------
@@ -69,6 +71,24 @@ def _bn(ops, p, name, x, training):
 
 def _conv(ops, p, name, x, **kw):
     return ops.conv2d(x, p[f"{name}/W"], p.get(f"{name}/b"), **kw)
+
+
+def _spectral_params(specs):
+    """A power-iteration vector for every conv and affine weight among ``specs``."""
+    return {k: v for name, spec in specs.items() if name.endswith("/W")
+            for k, v in spectral(name[:-2], spec.shape[0]).items()}
+
+
+def _spectrally_normalized(ops, p, training):
+    """``p`` with each weight that has a ``u`` divided by its largest singular value."""
+    if not any(name.endswith("/u") for name in p):
+        return p
+    q = dict(p)
+    for name in p:
+        if name.endswith("/u"):
+            layer = name[:-2]
+            q[f"{layer}/W"] = ops.spectral_norm(p[f"{layer}/W"], p[name], training=training)
+    return q
 
 
 def _require_upsampler(config, arch):
@@ -225,8 +245,9 @@ def _mlp(config):
 def _resnet(config):
     up = _require_upsampler(config, "resnet")
     n_up = _doublings("resnet", config.image_size)
-    if config.critic_norm not in ("none", "layer"):
-        raise WganxError(f"resnet critic_norm must be 'none' or 'layer', got {config.critic_norm!r}")
+    if config.critic_norm not in RESNET_CRITIC_NORMS:
+        raise WganxError(f"resnet critic_norm must be one of {', '.join(RESNET_CRITIC_NORMS)}, "
+                         f"got {config.critic_norm!r}")
     maps, layer_norm = config.maps, config.critic_norm == "layer"
     g = {}
     in_params, in_dim = _generator_input_params(config)
@@ -270,9 +291,12 @@ def _resnet(config):
         if down:
             d.update(conv(f"{b}/shortcut", maps, maps, 1))
     d.update(affine("out", maps, 1))
+    if config.critic_norm == "spectral":
+        d.update(_spectral_params(d))
     d.update(_projection_params(config, maps))
 
     def critic(ops, p, x, *, training, labels=None):
+        p = _spectrally_normalized(ops, p, training)
         shortcut = _conv(ops, p, "block-1/shortcut", ops.avg_pool(x, 2))
         r = ops.relu(_conv(ops, p, "block-1/conv-1", x, pad=1))
         h = shortcut + ops.avg_pool(_conv(ops, p, "block-1/conv-2", r, pad=1), 2)

@@ -12,6 +12,10 @@ exactly as the NNabla example writes them.
   is what ``linear`` meant in wganx 0.1.0; checkpoints of that version load as ``bilinear``.
 * ``unpooling`` is NNabla's ``F.unpooling``, which *replicates* each value into the 2x2
   block: numerically the same as ``nearest`` (measured identical), kept for fidelity.
+* ``pixelshuffle`` is the sub-pixel convolution of Shi et al. 2016 (ESPCN): a 3x3 conv to
+  four times the maps, rearranged into a 2x larger map by ``depth_to_space`` (PyTorch's
+  ``pixel_shuffle`` order). Its weights start from the same Glorot-uniform draw as the
+  other blocks', not from ICNR (Aitken et al. 2017).
 """
 from wganx import hookimpl
 from wganx.params import conv, deconv
@@ -26,6 +30,14 @@ def _conv_then(resize):
         return resize(ops, ops.conv2d(x, p[f"{prefix}/W"], p[f"{prefix}/b"], pad=1))
 
     return params, apply
+
+
+def _pixelshuffle_params(prefix, in_maps, maps):
+    return conv(prefix, in_maps, maps * 4, 3), maps
+
+
+def _pixelshuffle_apply(ops, p, prefix, x):
+    return ops.depth_to_space(ops.conv2d(x, p[f"{prefix}/W"], p[f"{prefix}/b"], pad=1), 2)
 
 
 def _deconv_params(prefix, in_maps, maps):
@@ -47,6 +59,8 @@ UPSAMPLERS = [
                   description="3x3 conv, then NNabla's unpooling (replicates: equals nearest)"),
     UpsamplerSpec("deconv", _deconv_params, _deconv_apply,
                   description="2x2 transposed conv, stride 2, twice the maps"),
+    UpsamplerSpec("pixelshuffle", _pixelshuffle_params, _pixelshuffle_apply,
+                  description="3x3 conv to 4x the maps, then depth-to-space 2x (sub-pixel convolution)"),
 ]
 
 

@@ -32,7 +32,7 @@ from nnabla.ext_utils import get_extension_context
 
 from wganx.backend import Backend, Session
 from wganx.errors import BackendUnavailableError
-from wganx.ops import Ops, unknown_interpolation
+from wganx.ops import Ops, check_pad, unknown_interpolation
 from wganx.optim import parse_state_name, state_name
 from wganx.program import Program, critic_objective, generator_objective
 
@@ -128,6 +128,18 @@ def _per_channel(p, ndim):
     return F.reshape(v, shape, inplace=False)
 
 
+def _mirrored(v, axis, before, after):
+    """The pieces of a reflect pad along ``axis``: ``x[before], ..., x[1], x, x[-2], ...``,
+    one-wide slices (``F.flip`` has no double backward either)."""
+    def row(i):
+        begin, end = [0] * v.ndim, list(v.shape)
+        begin[axis], end[axis] = i, i + 1
+        return F.slice(v, begin, end, [1] * v.ndim)
+
+    size = v.shape[axis]
+    return [row(i) for i in range(before, 0, -1)] + [v] + [row(size - 2 - k) for k in range(after)]
+
+
 def _axes(axes):
     return None if axes is None else [int(a) for a in axes]
 
@@ -139,6 +151,7 @@ class NNablaOps(Ops):
         # mixed precision: a () variable holding the loss scale, fed every step, by which D
         # is scaled before input gradients (and the gradients unscaled before any norm)
         self.grad_scale = None
+        self.deferred = []  # (buffer, value) of defer_update while a graph is built
 
     def conv2d(self, x, w, b=None, *, stride=1, pad=0):
         return Tensor(F.convolution(_v(x), _v(w), None if b is None else _v(b),
@@ -227,6 +240,43 @@ class NNablaOps(Ops):
     def concat(self, xs, axis):
         return Tensor(F.concatenate(*[_v(x) for x in xs], axis=axis))
 
+    def transpose(self, x, perm):
+        return Tensor(F.transpose(_v(x), [int(a) for a in perm]))
+
+    def slice(self, x, axis, start, stop):
+        v = _v(x)
+        begin, end = [0] * v.ndim, list(v.shape)
+        begin[axis], end[axis] = start, stop
+        return Tensor(F.slice(v, begin, end, [1] * v.ndim))
+
+    def pad(self, x, widths, mode="constant"):
+        v = _v(x)
+        full = check_pad(v.shape, widths, mode)
+        if mode == "constant":
+            return Tensor(F.pad(v, [p for w in full for p in w]))
+        # nn.grad has no double backward for F.pad(mode="reflect"): mirrored slices instead
+        for axis, (before, after) in enumerate(full):
+            if before or after:
+                v = F.concatenate(*_mirrored(v, axis, before, after), axis=axis)
+        return Tensor(v)
+
+    def depth_to_space(self, x, block):
+        v = _v(x)
+        n, c, h, w = v.shape
+        c //= block * block
+        y = F.reshape(v, (n, c, block, block, h, w), inplace=False)  # channel c * b * b + i * b + j
+        y = F.transpose(y, (0, 1, 4, 2, 5, 3))  # (N, C, H, i, W, j)
+        return Tensor(F.reshape(y, (n, c, h * block, w * block), inplace=False))
+
+    def matmul(self, a, b):
+        a, b = _v(a), _v(b)
+        if a.ndim == 2:
+            return Tensor(F.affine(a, b, base_axis=1))
+        return Tensor(F.batch_matmul(a, b))
+
+    def softmax(self, x, axis):
+        return Tensor(F.softmax(_v(x), axis=axis))
+
     def sum(self, x, axes=None, keepdims=False):
         return Tensor(F.sum(_v(x), axis=_axes(axes), keepdims=keepdims))
 
@@ -235,6 +285,16 @@ class NNablaOps(Ops):
 
     def shape(self, x):
         return tuple(_v(x).shape)
+
+    def weight_rows(self, w):
+        v = _v(w)
+        return Tensor(F.reshape(v, (v.shape[0], -1), inplace=False))
+
+    def defer_update(self, buffer, value):
+        self.deferred.append((_v(buffer), _v(value)))
+
+    def spectral_norm(self, w, u, **kw):
+        return super().spectral_norm(Tensor(_v(w)), u, **kw)  # so that w / sigma broadcasts
 
     def stop_gradient(self, x):
         y = F.identity(_v(x))
@@ -390,10 +450,11 @@ class NNablaBackend(Backend):
 class _Graph:
     """One static graph: its input variables and its output variables."""
 
-    __slots__ = ("inputs", "outputs", "head")
+    __slots__ = ("inputs", "outputs", "head", "updates")
 
-    def __init__(self, inputs, outputs, head):
+    def __init__(self, inputs, outputs, head, updates=()):
         self.inputs, self.outputs, self.head = inputs, outputs, head
+        self.updates = list(updates)  # (buffer, value) that a training step copies when it ends
 
 
 class NNablaSession(Session):
@@ -509,6 +570,7 @@ class NNablaSession(Session):
         return graph
 
     def _build(self, kind, inputs):
+        self.ops.deferred = []
         ivars = self._input_vars(inputs)
         t = {k: Tensor(v) for k, v in ivars.items()}
         G, D = self.program.arch.generator, self.program.arch.critic
@@ -539,11 +601,13 @@ class NNablaSession(Session):
             outputs = {"g": _v(g)}
         else:
             raise ValueError(kind)
-        for v in outputs.values():
+        updates = self.ops.deferred
+        ends = list(outputs.values()) + [value for _, value in updates]
+        for v in ends:
             v.persistent = True  # survives clear_no_need_grad / clear_buffer
         # one forward computes every output (``wasserstein`` is not an ancestor of ``loss``)
-        head = next(iter(outputs.values())) if len(outputs) == 1 else F.sink(*outputs.values())
-        return _Graph(ivars, outputs, head)
+        head = ends[0] if len(ends) == 1 else F.sink(*ends)
+        return _Graph(ivars, outputs, head, updates)
 
     # -- steps ------------------------------------------------------------------------------
     def _forward_backward(self, net, inputs):
@@ -567,6 +631,7 @@ class NNablaSession(Session):
             if self.loss_scale is not None:
                 if not opt.finite():
                     self.loss_scale /= 2.0  # skip this update, as the torch backend does
+                    self._apply_updates(graph)
                     return self._snapshot(graph.outputs)
                 opt.scale_grad(1.0 / self.loss_scale)
             opt.update()
@@ -574,7 +639,13 @@ class NNablaSession(Session):
                 c = float(self.clip)
                 for p in self.trainable["critic"].values():
                     p.data.copy_from(F.clip_by_value(p.data, -c, c))
+            self._apply_updates(graph)
             return self._snapshot(graph.outputs)
+
+    @staticmethod
+    def _apply_updates(graph):
+        for buffer, value in graph.updates:
+            buffer.data.copy_from(value.data)
 
     def _snapshot(self, outputs):
         """Copies of the step's scalars on the device (the next step overwrites the graph's)."""

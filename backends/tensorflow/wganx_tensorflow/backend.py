@@ -61,7 +61,7 @@ import numpy as np  # noqa: E402
 
 from wganx.backend import Backend, Session  # noqa: E402
 from wganx.errors import BackendUnavailableError, WganxError  # noqa: E402
-from wganx.ops import Ops, linear_phases, unknown_interpolation  # noqa: E402
+from wganx.ops import Ops, check_pad, linear_phases, unknown_interpolation  # noqa: E402
 from wganx.optim import parse_state_name, state_name  # noqa: E402
 from wganx.program import Program, critic_objective, generator_objective, split_params  # noqa: E402
 
@@ -124,6 +124,7 @@ class TensorFlowOps(Ops):
         self.grad_scale = None  # mixed precision: scale D before input gradients
         self.compute_dtype = None  # mixed precision: tf.float16 for convolutions and matmuls
         self.update_stats = True  # False while tracing gradients(): batch norm leaves its stats
+        self.deferred = []  # (variable, value) of defer_update while a step is traced
 
     # -- mixed precision ------------------------------------------------------------------
     def _low(self, *ts):
@@ -309,6 +310,37 @@ class TensorFlowOps(Ops):
         xs = list(xs)
         return tf.concat(xs, axis=_axis(xs[0], axis))
 
+    def transpose(self, x, perm):
+        perm = [int(a) for a in perm]
+        if _is_image(x) and len(perm) == 4:  # NHWC in and out: one permutation of the stored axes
+            perm = [TO_NCHW[perm[k]] for k in TO_NHWC]
+        return tf.transpose(x, perm)
+
+    def slice(self, x, axis, start, stop):
+        index = [slice(None)] * x.shape.rank
+        index[_axis(x, axis)] = slice(start, stop)
+        return x[tuple(index)]
+
+    def pad(self, x, widths, mode="constant"):
+        full = check_pad(self.shape(x), widths, mode)
+        if _is_image(x):
+            full = [full[a] for a in TO_NHWC]
+        return tf.pad(x, full, mode=mode.upper())
+
+    def depth_to_space(self, x, block):
+        _, h, w, c = x.shape
+        c //= block * block
+        y = tf.reshape(x, [-1, h, w, c, block, block])  # channel c * b * b + i * b + j
+        y = tf.transpose(y, [0, 1, 4, 2, 5, 3])  # (N, H, i, W, j, C)
+        return tf.reshape(y, [-1, h * block, w * block, c])
+
+    def matmul(self, a, b):
+        ac, bc = self._low(a, b)
+        return self._like(tf.matmul(ac, bc), a.dtype)
+
+    def softmax(self, x, axis):
+        return tf.nn.softmax(x, axis=_axis(x, axis))
+
     def sum(self, x, axes=None, keepdims=False):
         if axes is None:
             return tf.reduce_sum(x)
@@ -327,6 +359,14 @@ class TensorFlowOps(Ops):
         return dims
 
     # -- autodiff -------------------------------------------------------------------------
+    def weight_rows(self, w):
+        if w.shape.rank == 4:  # conv HWIO, deconv [h, w, out, in]: the canonical first axis is last
+            return tf.transpose(tf.reshape(w, [-1, w.shape[-1]]))
+        return tf.reshape(w, [w.shape[0], -1])
+
+    def defer_update(self, buffer, value):
+        self.deferred.append((buffer, tf.stop_gradient(value)))
+
     def stop_gradient(self, x):
         return tf.stop_gradient(x)
 
@@ -542,6 +582,7 @@ class TensorFlowSession(Session):
 
     def _grads(self, net, inputs):
         variables = self.vars[net]
+        self.ops.deferred = []
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(variables)
             values = self._objective(net, self._graph_inputs(inputs))
@@ -595,6 +636,8 @@ class TensorFlowSession(Session):
                 tf.cond(finite, apply, skip)
             else:
                 self._update(net, grads)
+            for variable, value in self.ops.deferred:
+                variable.assign(tf.cast(value, variable.dtype))
             return values
         train.__name__ = f"{net}_step"
         return train

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from wganx.backend import Backend, Session
 from wganx.errors import BackendUnavailableError
-from wganx.ops import Ops, linear_phases, unknown_interpolation
+from wganx.ops import Ops, check_pad, linear_phases, unknown_interpolation
 from wganx.optim import parse_state_name, state_name
 from wganx.program import Program, critic_objective, generator_objective, split_params
 
@@ -36,6 +36,7 @@ class TorchOps(Ops):
 
     def __init__(self):
         self.grad_scale = None  # set by mixed precision: scale D before input gradients
+        self.deferred = []  # (buffer, value) of defer_update, applied when a step ends
 
     def conv2d(self, x, w, b=None, *, stride=1, pad=0):
         return F.conv2d(x, w, b, stride=stride, padding=pad)
@@ -108,6 +109,27 @@ class TorchOps(Ops):
     def concat(self, xs, axis):
         return torch.cat(list(xs), dim=axis)
 
+    def transpose(self, x, perm):
+        return x.permute(*perm)
+
+    def slice(self, x, axis, start, stop):
+        return x.narrow(axis, start, stop - start)
+
+    def pad(self, x, widths, mode="constant"):
+        flat = [v for w in reversed(check_pad(x.shape, widths, mode)) for v in w]  # last axis first
+        if mode == "constant":
+            return F.pad(x, flat)
+        return F.pad(x, flat[:4], mode="reflect")  # reflect pads H and W only (checked)
+
+    def depth_to_space(self, x, block):
+        return F.pixel_shuffle(x, block)
+
+    def matmul(self, a, b):
+        return torch.matmul(a, b)
+
+    def softmax(self, x, axis):
+        return torch.softmax(x, dim=axis)
+
     def sum(self, x, axes=None, keepdims=False):
         return torch.sum(x) if axes is None else torch.sum(x, dim=tuple(axes), keepdim=keepdims)
 
@@ -116,6 +138,12 @@ class TorchOps(Ops):
 
     def shape(self, x):
         return tuple(x.shape)
+
+    def weight_rows(self, w):
+        return w.reshape(w.shape[0], -1)
+
+    def defer_update(self, buffer, value):
+        self.deferred.append((buffer, value.detach()))
 
     def stop_gradient(self, x):
         return x.detach()
@@ -232,6 +260,7 @@ class TorchSession(Session):
 
     def _objective(self, step, inputs):
         fn = critic_objective if step == "critic" else generator_objective
+        self.ops.deferred.clear()  # what an earlier gradients() or failed step left
         if not self.half:
             return fn(self.ops, self.program, self.pg, self.pd, inputs)
         self.ops.grad_scale = self.loss_scale
@@ -257,6 +286,10 @@ class TorchSession(Session):
             self.loss_scale /= 2.0  # skip this update, as torch.cuda.amp.GradScaler does
         else:
             self._update(net, grads)
+        with torch.no_grad():
+            for buffer, value in self.ops.deferred:
+                buffer.copy_(value)
+        self.ops.deferred.clear()
         return {k: v.detach() for k, v in values.items()}
 
     @staticmethod
