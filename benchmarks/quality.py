@@ -49,20 +49,22 @@ def available_backends():
 TOY_EVALUATIONS = 20  # points on each toy learning curve
 
 
-def toy_config(backend, dataset, iters, folder, seed, maps=512):
+def toy_config(backend, dataset, iters, folder, seed, maps=512, ema_decay=0.0):
     from wganx.config import TrainConfig
 
     return TrainConfig(backend=backend, dataset=dataset, arch="mlp", maps=maps, latent=2, batch_size=256,
+                       ema_decay=ema_decay,
                        lrg=1e-4, lrd=1e-4, beta1=0.5, beta2=0.9, n_critic=5, lambda_=0.1, max_iter=iters,
                        monitor_path=str(folder), save_interval=iters, log_interval=max(1, iters // 10),
                        eval_interval=max(1, iters // TOY_EVALUATIONS), eval_metrics="modes", eval_samples=2500,
                        num_samples=64, progress=False, seed=seed)
 
 
-def mnist_config(backend, data_dir, iters, folder, seed):
+def mnist_config(backend, data_dir, iters, folder, seed, ema_decay=0.0):
     from wganx.config import TrainConfig
 
     return TrainConfig(backend=backend, dataset="mnist", data_dir=str(data_dir), download=False, arch="mlp",
+                       ema_decay=ema_decay,
                        maps=512, latent=128, image_size=28, batch_size=64, n_critic=5, max_iter=iters,
                        monitor_path=str(folder), save_interval=iters, log_interval=max(1, iters // 10),
                        num_samples=100, progress=False, seed=seed)
@@ -89,23 +91,33 @@ def run_job(job) -> dict:
     from wganx import monitor
     from wganx.evaluate import Evaluator, read_metrics_csv
 
-    folder, out, seed = Path(job["folder"]), Path(job["out"]), job["seed"]
+    folder, out, seed, decay = Path(job["folder"]), Path(job["out"]), job["seed"], job["ema_decay"]
+    label = run_label(job)
     if job["dataset"] in TOY_SETS:
         ev = Evaluator(None, job["dataset"], None, "modes,energy", 2500, seed=seed, log=None)
-        config = toy_config(job["backend"], job["dataset"], job["iters"], folder, seed, job["maps"])
+        config = toy_config(job["backend"], job["dataset"], job["iters"], folder, seed, job["maps"], decay)
         values, seconds, _ = run_one(config, ev, 2500, seed)
         plots = sorted((folder / "samples").glob("fixed_*.png"))
         if plots:
-            shutil.copy(plots[-1], out / f"{job['dataset']}_{job['backend']}.png")
+            shutil.copy(plots[-1], out / f"{job['dataset']}_{file_label(job)}.png")
         curve = [{k: r[k] for k in ("iteration", "modes_covered", "high_quality_share")}
                  for r in read_metrics_csv(folder / "metrics.csv")]
-        return {"backend": job["backend"], "seconds": seconds, **values, "curve": curve}
+        return {"backend": label, "file": file_label(job), "seconds": seconds, **values, "curve": curve}
     ev = Evaluator(None, "mnist", job["data_dir"], None, job["eval_samples"], seed=seed,
                    metric_options={"kid": {"num_subsets": 20}}, log=None)
-    values, seconds, generate = run_one(mnist_config(job["backend"], job["data_dir"], job["iters"], folder, seed),
-                                        ev, job["eval_samples"], seed)
-    monitor.save_png(monitor.tile(generate(100)), out / f"mnist_{job['backend']}.png", scale=2)
-    return {"backend": job["backend"], "seconds": seconds, **values}
+    values, seconds, generate = run_one(
+        mnist_config(job["backend"], job["data_dir"], job["iters"], folder, seed, decay), ev, job["eval_samples"], seed)
+    monitor.save_png(monitor.tile(generate(100)), out / f"mnist_{file_label(job)}.png", scale=2)
+    return {"backend": label, "file": file_label(job), "seconds": seconds, **values}
+
+
+def run_label(job) -> str:
+    """The row's name: the backend, and the moving average's decay when there is one."""
+    return job["backend"] + (f", EMA {job['ema_decay']:g}" if job["ema_decay"] else "")
+
+
+def file_label(job) -> str:
+    return job["backend"] + (f"_ema{job['ema_decay']:g}" if job["ema_decay"] else "")
 
 
 def _start_worker(threads):
@@ -206,8 +218,11 @@ def main(argv=None) -> int:
     p.add_argument("--toy-maps", type=int, default=512, help="MLP width of the toy runs (the paper: 512)")
     p.add_argument("--jobs", type=int, default=1,
                    help="training runs at once, each in its own process with cores/jobs threads (default 1)")
+    p.add_argument("--ema-decays", default="0",
+                   help="comma-separated --ema-decay values, a run each (0: none; default 0)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    decays = [float(d) for d in args.ema_decays.split(",")]
     toy_iters = parse_toy_iters(args.toy_iters)
 
     from wganx.evaluate import Evaluator
@@ -220,8 +235,8 @@ def main(argv=None) -> int:
     started = time.perf_counter()
 
     common = {"out": str(out), "seed": args.seed}
-    jobs = [dict(common, dataset=d, backend=b, iters=toy_iters[d], maps=args.toy_maps, folder=str(work / f"{d}-{b}"))
-            for d in TOY_SETS for b in backends]
+    jobs = [dict(common, dataset=d, backend=b, iters=toy_iters[d], maps=args.toy_maps, ema_decay=e,
+                 folder=str(work / f"{d}-{b}-{e:g}")) for d in TOY_SETS for b in backends for e in decays]
     clf = None
     if args.mnist_iters > 0:
         # The classifier and the real-image row first, here: the workers then read the cache.
@@ -233,13 +248,14 @@ def main(argv=None) -> int:
         idx = np.random.default_rng(args.seed).choice(len(train_x), args.eval_samples, replace=False)
         mnist_rows.append({"backend": "real train images", "seconds": None, **ev.evaluate(train_x[np.sort(idx)])})
         clf = ev.extractor()
-        jobs += [dict(common, dataset="mnist", backend=b, iters=args.mnist_iters, data_dir=args.data_dir,
-                      eval_samples=args.eval_samples, folder=str(work / f"mnist-{b}")) for b in backends]
+        jobs += [dict(common, dataset="mnist", backend=b, iters=args.mnist_iters, data_dir=args.data_dir, ema_decay=e,
+                      eval_samples=args.eval_samples, folder=str(work / f"mnist-{b}-{e:g}"))
+                 for b in backends for e in decays]
     jobs.sort(key=estimated_cost, reverse=True)
     for job in jobs:
-        print(f"[{job['dataset']} / {job['backend']}] {job['iters']} iterations", flush=True)
+        print(f"[{job['dataset']} / {run_label(job)}] {job['iters']} iterations", flush=True)
     for job, row in run_jobs(jobs, args.jobs):
-        name = f"{job['dataset']} / {job['backend']}"
+        name = f"{job['dataset']} / {run_label(job)}"
         if isinstance(row, BaseException):
             failures.append(f"{name}: {type(row).__name__}: {row}")
             print("  FAILED:", failures[-1], flush=True)
@@ -247,7 +263,8 @@ def main(argv=None) -> int:
         (toy_rows[job["dataset"]] if job["dataset"] in TOY_SETS else mnist_rows).append(row)
         shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float) and k != "seconds"}
         print(f"[{name}] {json.dumps(shown)} in {row['seconds']:.0f} s", flush=True)
-    order = {b: i for i, b in enumerate(backends)}
+    order = {run_label({"backend": b, "ema_decay": e}): i
+             for i, (b, e) in enumerate((b, e) for b in backends for e in decays)}
     for rows in toy_rows.values():
         rows.sort(key=lambda r: order[r["backend"]])
     mnist_rows[1:] = sorted(mnist_rows[1:], key=lambda r: order[r["backend"]])
@@ -263,7 +280,7 @@ def main(argv=None) -> int:
              "Reproduce from the repository root:", "", "```",
              f"python benchmarks/quality.py --backends {','.join(backends)} --toy-iters {args.toy_iters} "
              f"--toy-maps {args.toy_maps} --mnist-iters {args.mnist_iters} --eval-samples {args.eval_samples} "
-             f"--jobs {args.jobs} --seed {args.seed}", "```", ""]
+             f"--ema-decays {args.ema_decays} --jobs {args.jobs} --seed {args.seed}", "```", ""]
     budgets = ", ".join(f"{toy_iters[d]:,} ({d})" for d in TOY_SETS)
     lines += ["## Toy mixtures (WGAN-GP paper settings)", "",
               f"MLP 3x{args.toy_maps} ReLU (G and D), latent 2, batch 256, Adam 1e-4 (0.5, 0.9), n_critic 5, lambda 0.1, "
@@ -285,7 +302,7 @@ def main(argv=None) -> int:
                          f"| {fmt(s['high_quality_share'])} | {fmt(s['energy_distance'])} | |")
     lines += ["", f"Learning curves ({TOY_EVALUATIONS} evaluations of 2,500 samples during each run):", ""]
     lines += [f"![{d} learning curves]({d}_curves.png)" for d in TOY_SETS if toy_rows[d]]
-    lines += [""] + [f"![{d} {r['backend']}]({d}_{r['backend']}.png)" for d in TOY_SETS for r in toy_rows[d]] + [""]
+    lines += [""] + [f"![{d} {r['backend']}]({d}_{r['file']}.png)" for d in TOY_SETS for r in toy_rows[d]] + [""]
     if mnist_rows:
         keys = ("domain_fid", "domain_kid_mean", "domain_classes_covered", "domain_is_mean", "domain_precision",
                 "domain_recall")
@@ -309,7 +326,7 @@ def main(argv=None) -> int:
             lines.append(f"| *spread (max - min)* | {fmt(s['domain_fid'])} | {fmt(s['domain_kid_mean'])} | "
                          f"{fmt(s['domain_classes_covered'], True)} | {fmt(s['domain_is_mean'])} | "
                          f"{fmt(s['domain_precision'])} | {fmt(s['domain_recall'])} | |")
-        lines += [""] + [f"![MNIST {r['backend']}](mnist_{r['backend']}.png)" for r in gen] + [""]
+        lines += [""] + [f"![MNIST {r['backend']}](mnist_{r['file']}.png)" for r in gen] + [""]
     if failures:
         lines += ["## Runs that failed", ""] + [f"- {f}" for f in failures] + [""]
     (out / "quality.md").write_text("\n".join(lines))

@@ -20,12 +20,14 @@ def test_toy_benchmark_writes_table_curves_and_json(tmp_path):
     backend = available_backends()[0]
     out = tmp_path / "out"
     proc = run_quality("--backends", backend, "--toy-iters", "8gaussians=4,25gaussians=6", "--toy-maps", 8,
-                       "--mnist-iters", 0, "--jobs", 2, "--out", out, "--work", tmp_path / "work")
+                       "--mnist-iters", 0, "--jobs", 2, "--ema-decays", "0,0.9", "--out", out, "--work", tmp_path / "work")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     page = (out / "quality.md").read_text()
     assert f"| 8gaussians | {backend} | 4 | " in page and f"| 25gaussians | {backend} | 6 | " in page
-    assert "--toy-iters 8gaussians=4,25gaussians=6" in page and "--jobs 2" in page
-    for name in ("8gaussians_curves.png", "25gaussians_curves.png", f"8gaussians_{backend}.png"):
+    assert f"| 8gaussians | {backend}, EMA 0.9 | 4 | " in page
+    assert "--toy-iters 8gaussians=4,25gaussians=6" in page and "--jobs 2" in page and "--ema-decays 0,0.9" in page
+    for name in ("8gaussians_curves.png", "25gaussians_curves.png", f"8gaussians_{backend}.png",
+                 f"8gaussians_{backend}_ema0.9.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     report = json.loads((out / "quality.json").read_text())
     assert report["toy_iters"] == {"8gaussians": 4, "25gaussians": 6} and report["failures"] == []

@@ -75,10 +75,11 @@ def test_train_then_generate_on_another_backend(backend_name, tmp_path):
         np.testing.assert_allclose(x, images[backend_name], atol=1e-4)
 
 
-def test_resume_equals_an_uninterrupted_run(backend_name, tmp_path):
-    whole = train(tiny_config(tmp_path / "a", backend=backend_name, max_iter=6, save_interval=3))
+@pytest.mark.parametrize("ema", [{}, {"ema_decay": 0.9, "ema_start": 2}], ids=["", "ema"])
+def test_resume_equals_an_uninterrupted_run(backend_name, tmp_path, ema):
+    whole = train(tiny_config(tmp_path / "a", backend=backend_name, max_iter=6, save_interval=3, **ema))
     assert whole["status"] == "finished"
-    split = tiny_config(tmp_path / "b", backend=backend_name, max_iter=3, save_interval=3)
+    split = tiny_config(tmp_path / "b", backend=backend_name, max_iter=3, save_interval=3, **ema)
     train(split)
     train(replace(split, max_iter=6, resume="latest"))
     a, b = read_losses(tmp_path / "a" / "run"), read_losses(tmp_path / "b" / "run")
@@ -88,6 +89,7 @@ def test_resume_equals_an_uninterrupted_run(backend_name, tmp_path):
             assert float(rb[key]) == pytest.approx(float(ra[key]), rel=1e-5, abs=1e-6), (ra, rb)
     sa, _ = checkpoint.load(tmp_path / "a" / "run" / "params_000006.safetensors")
     sb, _ = checkpoint.load(tmp_path / "b" / "run" / "params_000006.safetensors")
+    assert any(key.startswith("ema/") for key in sa) == bool(ema)
     for key in sa:
         np.testing.assert_allclose(sb[key], sa[key], rtol=1e-5, atol=1e-7, err_msg=key)
 

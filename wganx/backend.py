@@ -25,12 +25,13 @@ class Session(abc.ABC):
 
     @abc.abstractmethod
     def set_state(self, arrays: Mapping[str, np.ndarray]) -> None:
-        """Load parameters (``generator/...``, ``critic/...``, running statistics included)
-        and optimizer state (``optimizer/...``); names not given keep their values."""
+        """Load parameters (``generator/...``, ``critic/...``, running statistics included),
+        optimizer state (``optimizer/...``) and the generator's moving average
+        (``ema/generator/...``, :func:`wganx.program.ema_name`); names not given keep their values."""
 
     @abc.abstractmethod
     def get_state(self) -> Dict[str, np.ndarray]:
-        """Every parameter, running statistic and optimizer slot, as float32 numpy."""
+        """Every parameter, running statistic, optimizer slot and moving average, as float32 numpy."""
 
     @abc.abstractmethod
     def critic_step(self, inputs: Mapping[str, np.ndarray]) -> Dict:
@@ -42,7 +43,8 @@ class Session(abc.ABC):
 
     @abc.abstractmethod
     def generator_step(self, inputs: Mapping[str, np.ndarray]) -> Dict:
-        """One generator update; returns ``{"loss": ...}`` as backend values."""
+        """One generator update, then the moving average's (:func:`wganx.program.ema_decay_at`),
+        on the device; returns ``{"loss": ...}`` as backend values."""
 
     @abc.abstractmethod
     def fetch(self, values: Mapping) -> Dict[str, float]:
@@ -61,8 +63,12 @@ class Session(abc.ABC):
         """
 
     @abc.abstractmethod
-    def generate(self, z: np.ndarray, labels: Optional[np.ndarray] = None) -> np.ndarray:
-        """Generator output in inference mode (batch norm uses running statistics)."""
+    def generate(self, z: np.ndarray, labels: Optional[np.ndarray] = None, *, raw: bool = False) -> np.ndarray:
+        """Generator output in inference mode (batch norm uses running statistics).
+
+        When the program keeps a moving average of the generator (``Program.ema_decay``), the
+        output is the averaged generator's unless ``raw``.
+        """
 
     @abc.abstractmethod
     def critic_values(self, x: np.ndarray, labels: Optional[np.ndarray] = None) -> np.ndarray:

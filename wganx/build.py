@@ -9,7 +9,7 @@ from .errors import BackendUnavailableError, WganxError
 from .optim import OptimizerConfig, initial_state
 from .params import init_params
 from .plugins import Registry, registry as default_registry
-from .program import Program
+from .program import Program, ema_name
 from .records import ArchConfig
 
 
@@ -32,7 +32,7 @@ def make_program(*, arch: str, regularizer: str = "gp", loss: str = "wasserstein
                  critic_optimizer: OptimizerConfig = OptimizerConfig(),
                  generator_optimizer: OptimizerConfig = OptimizerConfig(),
                  batch_size: int = 64, allow_critic_batch_norm: bool = False,
-                 reg: Optional[Registry] = None) -> Program:
+                 ema_decay: float = 0.0, ema_start: int = 0, reg: Optional[Registry] = None) -> Program:
     """Resolve plugin names and build the :class:`Program` a backend compiles."""
     reg = reg or default_registry()
     arch_spec = reg.get("architecture", arch)
@@ -47,6 +47,8 @@ def make_program(*, arch: str, regularizer: str = "gp", loss: str = "wasserstein
             f"{regularizer!r} penalty is per sample; use another critic (or allow it explicitly)")
     if batch_size < 1:
         raise WganxError(f"batch size must be at least 1, got {batch_size}")
+    if not 0.0 <= ema_decay < 1.0 or ema_start < 0:
+        raise WganxError(f"the moving average needs 0 <= decay < 1 and a start >= 0, got {ema_decay} and {ema_start}")
     for which, opt in (("critic", critic_optimizer), ("generator", generator_optimizer)):
         if opt.lr < 0:
             raise WganxError(f"the {which} learning rate must not be negative, got {opt.lr}")
@@ -54,11 +56,13 @@ def make_program(*, arch: str, regularizer: str = "gp", loss: str = "wasserstein
         arch=architecture, loss=reg.get("loss", loss), regularizer=reg_spec,
         penalty_weight=reg_spec.weight if penalty_weight is None else float(penalty_weight),
         critic_optimizer=critic_optimizer, generator_optimizer=generator_optimizer,
-        batch_size=batch_size, latent=arch_config.latent, num_classes=arch_config.num_classes)
+        batch_size=batch_size, latent=arch_config.latent, num_classes=arch_config.num_classes,
+        ema_decay=float(ema_decay), ema_start=int(ema_start))
 
 
 def initial_arrays(program: Program, rng: np.random.Generator) -> Dict[str, np.ndarray]:
-    """Parameters (generator first, then critic) and zeroed optimizer state, from ``rng``."""
+    """Parameters (generator first, then critic), zeroed optimizer state and, with a moving
+    average, its start (a copy of the generator), from ``rng``."""
     arrays = {}
     for net, network, opt in (("generator", program.arch.generator, program.generator_optimizer),
                               ("critic", program.arch.critic, program.critic_optimizer)):
@@ -66,7 +70,20 @@ def initial_arrays(program: Program, rng: np.random.Generator) -> Dict[str, np.n
         arrays.update({f"{net}/{k}": v for k, v in values.items()})
         trainable = {k: v for k, v in values.items() if network.params[k].trainable}
         arrays.update(initial_state(net, trainable, opt))
-    return arrays
+    return with_ema(program, arrays)
+
+
+def with_ema(program: Program, arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """``arrays`` plus a moving average that starts as the generator, where ``program`` keeps
+    one and ``arrays`` (a checkpoint of a run without it) lacks it."""
+    if not program.ema_decay:
+        return arrays
+    out = dict(arrays)
+    for name in program.arch.generator.params:
+        key = f"generator/{name}"
+        if key in out:
+            out.setdefault(ema_name(key), np.array(out[key], copy=True))
+    return out
 
 
 def step_inputs(program: Program, step: str, rng: np.random.Generator, real=None, labels=None) -> Dict:

@@ -140,6 +140,8 @@ def _resume_takes_latest(argv: List[str]) -> List[str]:
 
 Context = Annotated[str, typer.Option("-c", "--context", help="cpu, cuda or cudnn", autocompletion=_choices(CONTEXTS))]
 DeviceId = Annotated[int, typer.Option("-d", "--device-id", help="GPU index")]
+RawWeights = Annotated[bool, typer.Option(
+    "--raw-weights", help="sample the generator's own weights, not their moving average (--ema-decay)")]
 Backend = Annotated[Optional[str], typer.Option("--backend", help="backend (default: the one that trained it)",
                                                 autocompletion=_completer("backend"))]
 
@@ -150,6 +152,7 @@ def generate(model_load_path: Annotated[Path, typer.Option("--model-load-path", 
              batch_size: Annotated[int, typer.Option("-b", "--batch-size")] = 64,
              num_images: Annotated[int, typer.Option("--num-images")] = 64,
              format: Annotated[str, typer.Option("--format", help="png, npz or both")] = "both",
+             raw_weights: RawWeights = False,
              seed: Annotated[int, typer.Option("--seed")] = 0) -> int:
     """Sample from a checkpoint on any backend: an image tile and/or samples.npz."""
     from .generate import generate as run
@@ -158,7 +161,7 @@ def generate(model_load_path: Annotated[Path, typer.Option("--model-load-path", 
     check_choice("--format", format, ("png", "npz", "both"))
     result = run(model_load_path, monitor_path, backend=backend, context=context, device_id=device_id,
                  batch_size=batch_size, num_images=num_images, fmt=("png", "npz") if format == "both" else (format,),
-                 seed=seed)
+                 seed=seed, raw=raw_weights)
     for path in result["written"].values():
         print(f"wrote {path}")
     return 0

@@ -56,6 +56,11 @@ class TrainConfig:
     lrd: float = field(default=1e-4, metadata={"help": "critic learning rate"})
     beta1: float = field(default=0.5, metadata={"help": "Adam beta1 (seed 000: 0.5; the paper also uses 0.0)"})
     beta2: float = field(default=0.9, metadata={"help": "Adam beta2"})
+    ema_decay: float = field(default=0.0, metadata={
+        "help": "keep an exponential moving average of the generator's weights with this decay, e.g. 0.999 "
+                "(0: off); samples, --eval-interval, generate and evaluate then use it"})
+    ema_start: int = field(default=0, metadata={"help": "generator iterations before the average starts "
+                                                        "(until then it copies the generator)"})
     recipe: str = field(default="wgan-gp", metadata={
         "help": "wgan: seed 004's original WGAN (clip 0.01, RMSProp lr 5e-5, wgan critic schedule)",
         "choices": ("wgan-gp", "wgan")})
@@ -74,6 +79,8 @@ class TrainConfig:
     eval_metrics: Optional[str] = field(default=None, metadata={
         "help": "comma-separated metrics for --eval-interval", "shown_default": "the dataset's usual ones"})
     eval_samples: int = field(default=2000, metadata={"help": "generated samples per evaluation"})
+    raw_weights: bool = field(default=False, metadata={
+        "help": "sample tiles and --eval-interval use the generator's own weights, not their moving average"})
     tensorboard: bool = field(default=False, metadata={"help": "also write TensorBoard event files"})
     progress: bool = field(default=True, metadata={"help": "show progress: a bar on a terminal, periodic lines otherwise"})
     resume: Optional[str] = field(default=None, metadata={
@@ -101,9 +108,11 @@ class TrainConfig:
         for name in ("lrg", "lrd"):
             if getattr(self, name) < 0:
                 raise WganxError(f"--{name} must not be negative, got {getattr(self, name)}")
-        for name in ("beta1", "beta2"):
+        for name in ("beta1", "beta2", "ema_decay"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                raise WganxError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
+                raise WganxError(f"--{flag_name(name)} must be in [0, 1), got {getattr(self, name)}")
+        if self.ema_start < 0:
+            raise WganxError(f"--ema-start must not be negative, got {self.ema_start}")
         for name in ("eval_interval", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise WganxError(f"--{flag_name(name)} must not be negative, got {getattr(self, name)}")
@@ -174,10 +183,10 @@ SECTIONS = {
     "Model": ("arch", "up", "maps", "latent", "image_size", "critic_norm", "conditional"),
     "Objective": ("loss", "regularizer", "lambda_", "allow_critic_batch_norm"),
     "Optimisation": ("batch_size", "max_iter", "n_critic", "critic_schedule", "optimizer", "lrg", "lrd", "beta1",
-                     "beta2", "recipe"),
+                     "beta2", "ema_decay", "ema_start", "recipe"),
     "Data": ("dataset", "data_dir", "download", "seed"),
     "Output": ("monitor_path", "save_interval", "log_interval", "num_samples", "keep_checkpoints", "eval_interval",
-               "eval_metrics", "eval_samples", "tensorboard", "progress", "resume", "overwrite"),
+               "eval_metrics", "eval_samples", "raw_weights", "tensorboard", "progress", "resume", "overwrite"),
 }
 # Fields that name a plugin, and the plugin kind (their choices come from the registry).
 PLUGIN_FIELDS = {"backend": "backend", "arch": "architecture", "up": "upsampler", "loss": "loss",

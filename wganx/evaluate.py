@@ -44,7 +44,7 @@ import numpy as np
 import typer
 from typing_extensions import Annotated
 
-from .cli import Context, DeviceId
+from .cli import Context, DeviceId, RawWeights
 from .config import CONTEXTS
 from .errors import WganxError, check_choice
 from .plugins import registry as default_registry
@@ -350,9 +350,11 @@ def read_metrics_csv(path: Path) -> List[Dict[str, float]]:
 
 # ---------------------------------------------------------------------------- sources
 
-def session_generator(session, program, seed: int = 0, batch_size: int = 256) -> Callable[[int], np.ndarray]:
+def session_generator(session, program, seed: int = 0, batch_size: int = 256,
+                      raw: bool = False) -> Callable[[int], np.ndarray]:
     """``generate_fn(n)`` drawing latents (and, for conditional models, uniform labels) from
-    its own generator seeded with ``seed``; what :class:`Evaluator` calls."""
+    its own generator seeded with ``seed``; what :class:`Evaluator` calls. ``raw``: the
+    generator's own weights rather than their moving average."""
     rng = np.random.default_rng(seed)
 
     def generate_fn(n: int) -> np.ndarray:
@@ -361,7 +363,7 @@ def session_generator(session, program, seed: int = 0, batch_size: int = 256) ->
             m = min(batch_size, n - start)
             z = rng.standard_normal((m, program.latent)).astype(np.float32)
             labels = rng.integers(0, program.num_classes, m).astype(np.int64) if program.num_classes else None
-            chunks.append(np.asarray(session.generate(z, labels), np.float32))
+            chunks.append(np.asarray(session.generate(z, labels, raw=raw), np.float32))
         return np.concatenate(chunks)
     return generate_fn
 
@@ -395,9 +397,10 @@ def _load_source(args) -> tuple:
         kind = meta["data_kind"]
         config = meta.get("config", {})
         n = args.num_samples or DEFAULT_SAMPLES.get(kind, 10000)
-        samples = session_generator(session, program, args.seed, args.batch_size)(n)
+        samples = session_generator(session, program, args.seed, args.batch_size, raw=args.raw_weights)(n)
         info = {"type": "checkpoint", "path": str(args.model_load_path), "iteration": meta.get("iteration"),
-                "trained_with": meta.get("backend"), "backend": args.backend or meta.get("backend")}
+                "trained_with": meta.get("backend"), "backend": args.backend or meta.get("backend"),
+                "weights": "raw" if args.raw_weights or not program.ema_decay else "moving average"}
         return samples, info, config.get("dataset"), config.get("data_dir")
     if args.samples:
         samples = load_npz_samples(args.samples)
@@ -428,6 +431,7 @@ def command(
         context: Context = "cpu",
         device_id: DeviceId = 0,
         batch_size: Annotated[int, typer.Option("-b", "--batch-size", help="generator batch size")] = 256,
+        raw_weights: RawWeights = False,
         metrics: Annotated[Optional[List[str]], typer.Option(
             "--metrics", metavar="LIST", help="comma-separated metric plugins, repeatable (default: by data kind)",
             rich_help_panel="Metrics")] = None,

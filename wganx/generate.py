@@ -34,9 +34,10 @@ def load_session(path, backend: Optional[str] = None, context: str = "cpu", devi
 
 
 def generate(model_load_path, monitor_path, *, backend=None, context="cpu", device_id=0, batch_size=64,
-             num_images=64, fmt=("png", "npz"), seed=0, reg=None) -> dict:
+             num_images=64, fmt=("png", "npz"), seed=0, raw=False, reg=None) -> dict:
     """Write ``generated.png`` and/or ``samples.npz`` (``images`` (N, C, H, W) float32 in
-    [-1, 1], or ``points`` (N, 2)) into ``monitor_path``."""
+    [-1, 1], or ``points`` (N, 2)) into ``monitor_path``; from the generator's moving average
+    when the checkpoint has one, unless ``raw``."""
     if batch_size < 1 or num_images < 1:
         raise WganxError("--batch-size and --num-images must be at least 1")
     session, program, meta = load_session(model_load_path, backend, context, device_id, batch_size, reg)
@@ -46,7 +47,7 @@ def generate(model_load_path, monitor_path, *, backend=None, context="cpu", devi
         n = min(batch_size, num_images - start)
         z = rng.standard_normal((n, program.latent)).astype(np.float32)
         labels = rng.integers(0, program.num_classes, n).astype(np.int64) if program.num_classes else None
-        chunks.append(session.generate(z, labels))
+        chunks.append(session.generate(z, labels, raw=raw))
         if labels is not None:
             labels_all.append(labels)
     samples = np.concatenate(chunks).astype(np.float32)

@@ -14,7 +14,8 @@ compares, in float32:
   gradient entry (float32 round-off scales with what flows through the network, so a tensor
   whose gradient is nearly zero is compared at a hundredth of the network's scale);
 * the whole state after a short Adam trajectory (3 critic steps, 1 generator step,
-  2 critic steps, 1 generator step, the same batches and noise from the core):
+  2 critic steps, 1 generator step, the same batches and noise from the core), the
+  generator's moving average included where the case keeps one:
   ``max|a - b| <= 1e-4 * max|b| + 1e-5`` per tensor; 1e-5 is a tenth of one Adam step at
   the default learning rate, so a single diverging update fails it. The trajectory runs
   Adam with ``eps = 1e-4`` instead of 1e-8: a parameter whose gradient is zero in exact
@@ -72,6 +73,7 @@ class Case:
     data_kind: str = "image"
     num_classes: int = 0
     critic_norm: str = "none"
+    ema_decay: float = 0.0  # the generator's moving average, from its first average (ema_start 1)
 
     @property
     def label(self) -> str:
@@ -82,6 +84,8 @@ class Case:
             parts.append(f"{self.num_classes} classes")
         if self.critic_norm != "none":
             parts.append(f"{self.critic_norm} norm")
+        if self.ema_decay:
+            parts.append(f"ema {self.ema_decay}")
         return "/".join(parts)
 
     def arch_config(self, registry: Registry) -> ArchConfig:
@@ -158,6 +162,7 @@ def default_cases(registry: Registry) -> List[Case]:
         if points:
             cases.append(Case(points, loss=loss, regularizer="none", data_kind="points"))
     cases.append(Case(base, up=base_up, num_classes=3))
+    cases.append(Case(base, up=base_up, ema_decay=0.9))
     unique, seen = [], set()
     for c in cases:
         if c not in seen:
@@ -195,7 +200,8 @@ def program_for(case: Case, registry: Registry):
     adam = OptimizerConfig("adam", eps=TRAJECTORY_ADAM_EPS)
     return make_program(arch=case.arch, regularizer=case.regularizer, loss=case.loss,
                         arch_config=case.arch_config(registry), batch_size=BATCH, critic_optimizer=adam,
-                        generator_optimizer=adam, reg=registry)
+                        generator_optimizer=adam, ema_decay=case.ema_decay, ema_start=1 if case.ema_decay else 0,
+                        reg=registry)
 
 
 def _data(program, rng):

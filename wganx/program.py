@@ -28,6 +28,8 @@ class Program:
     batch_size: int = 64
     latent: int = 128
     num_classes: int = 0
+    ema_decay: float = 0.0
+    ema_start: int = 0
 
     def input_shapes(self, step: str) -> Dict[str, tuple]:
         """Shapes of the numpy inputs of ``step`` (``"critic"`` or ``"generator"``)."""
@@ -85,6 +87,28 @@ def generator_objective(ops, program: Program, pg: Mapping, pd: Mapping, inputs:
     labels = _labels(inputs)
     fake = G.forward(ops, pg, inputs["z"], training=True, labels=labels)
     return {"loss": program.loss.generator(ops, D.forward(ops, pd, fake, training=True, labels=labels))}
+
+
+# -- the generator's moving average ----------------------------------------------------------
+EMA_PREFIX = "ema/"
+
+
+def ema_name(name: str) -> str:
+    """``generator/x`` -> ``ema/generator/x``: the moving average of a generator parameter in
+    session states and checkpoints."""
+    return EMA_PREFIX + name
+
+
+def ema_decay_at(program: Program, step: int) -> float:
+    """The weight of the old average after generator update ``step`` (1-based).
+
+    After every generator step a backend sets ``ema = d * ema + (1 - d) * param`` for each
+    trainable generator parameter, with ``d = ema_decay`` once ``step > ema_start`` and ``d = 0``
+    (the average copies the generator) before; running statistics (batch norm) are copied,
+    not averaged, as StyleGAN2-ADA does: an average of statistics is not the statistics of
+    the averaged network either, and the copy is the newest estimate.
+    """
+    return program.ema_decay if step > program.ema_start else 0.0
 
 
 def split_params(params: Mapping) -> tuple:

@@ -19,11 +19,12 @@ from typing import Dict, Optional
 import numpy as np
 
 from . import __version__, checkpoint, monitor
-from .build import initial_arrays, load_backend, make_program, step_inputs
+from .build import initial_arrays, load_backend, make_program, step_inputs, with_ema
 from .config import TrainConfig, flag_name
 from .data import Prefetcher
 from .errors import BackendUnavailableError, Interrupted, WganxError, notice
 from .optim import OptimizerConfig
+from .program import EMA_PREFIX, ema_name
 from .progress import TrainingProgress
 from .plugins import registry as default_registry
 from .records import ArchConfig
@@ -86,13 +87,17 @@ def build_program(config: TrainConfig, sample_shape: tuple, data_kind: str, num_
                         arch_config=arch_config, penalty_weight=config.lambda_,
                         critic_optimizer=optimizer(config.lrd), generator_optimizer=optimizer(config.lrg),
                         batch_size=config.batch_size, allow_critic_batch_norm=config.allow_critic_batch_norm,
-                        reg=reg)
+                        ema_decay=config.ema_decay, ema_start=config.ema_start, reg=reg)
 
 
 def expected_shapes(program) -> Dict[str, tuple]:
-    return {f"{net}/{k}": spec.shape for net, network in
-            (("generator", program.arch.generator), ("critic", program.arch.critic))
-            for k, spec in network.params.items()}
+    """Every parameter a checkpoint of ``program`` holds, by name, with its moving average's."""
+    shapes = {f"{net}/{k}": spec.shape for net, network in
+              (("generator", program.arch.generator), ("critic", program.arch.critic))
+              for k, spec in network.params.items()}
+    if program.ema_decay:
+        shapes.update({ema_name(k): v for k, v in shapes.items() if k.startswith("generator/")})
+    return shapes
 
 
 class Trainer:
@@ -209,6 +214,9 @@ class Trainer:
                                                                  for k in told))
 
     def _restore(self, path: Path, arrays, meta):
+        if self.program.ema_decay and not any(k.startswith(EMA_PREFIX) for k in arrays):
+            notice(f"{path} has no moving average of the generator; it starts from the checkpoint's weights")
+            arrays = with_ema(self.program, arrays)
         checkpoint.check_compatible(arrays, expected_shapes(self.program), path)
         self.session.set_state(arrays)
         self.iteration = int(meta["iteration"])
@@ -288,7 +296,8 @@ class Trainer:
         if self.evaluator is not None and (done % cfg.eval_interval == 0 or done == cfg.max_iter):
             from .evaluate import session_generator
 
-            self.evaluator(session_generator(self.session, self.program, seed=[cfg.seed, EVAL_STREAM]), done)
+            self.evaluator(session_generator(self.session, self.program, seed=[cfg.seed, EVAL_STREAM],
+                                             raw=cfg.raw_weights), done)
         return row
 
     @staticmethod
@@ -377,14 +386,17 @@ class Trainer:
             monitor.plot_points(fake, real, self.session.critic_values, samples / f"fixed_{it:06d}.png",
                                 title=f"{self.config.dataset}, iteration {it}")
             return
-        monitor.save_png(monitor.tile(self.session.generate(z, labels)), samples / f"train_{it:06d}.png")
-        monitor.save_png(monitor.tile(self.session.generate(self.fixed_z, self.fixed_labels)),
-                         samples / f"fixed_{it:06d}.png")
+        monitor.save_png(monitor.tile(self._generate(z, labels)), samples / f"train_{it:06d}.png")
+        monitor.save_png(monitor.tile(self._generate(self.fixed_z, self.fixed_labels)), samples / f"fixed_{it:06d}.png")
         monitor.save_gif(sorted(samples.glob("fixed_*.png")), self.folder / "progress.gif")
 
     def _generate_many(self, n):
         z = self.sample_rng.standard_normal((n, self.program.latent)).astype(np.float32)
-        return self.session.generate(z)
+        return self._generate(z)
+
+    def _generate(self, z, labels=None):
+        """Samples for tiles: from the moving average when the run keeps one (unless --raw-weights)."""
+        return self.session.generate(z, labels, raw=self.config.raw_weights)
 
 
 class _InterruptFlag:

@@ -34,7 +34,7 @@ from wganx.backend import Backend, Session
 from wganx.errors import BackendUnavailableError
 from wganx.ops import Ops, check_pad, unknown_interpolation
 from wganx.optim import parse_state_name, state_name
-from wganx.program import Program, critic_objective, generator_objective
+from wganx.program import Program, critic_objective, ema_decay_at, ema_name, generator_objective
 
 # Mixed precision: initial loss scale, halved on overflow. 2**15 is the largest power of
 # two a float16 holds (65504 is the maximum), and NNabla seeds backward in the graph's dtype.
@@ -337,12 +337,15 @@ class _Adam:
     def update(self):
         self.solver.update()
 
+    def steps(self):
+        states = self.solver.get_states()
+        return next(iter(states.values())).t if states else 0
+
     def get(self):
         """``(t, {param: {slot: numpy}})``."""
         states = self.solver.get_states()
-        t = next(iter(states.values())).t if states else 0
-        return t, {n: {s: np.array(st.pstate[k].d, np.float32) for s, k in self.slots.items()}
-                   for n, st in states.items()}
+        return self.steps(), {n: {s: np.array(st.pstate[k].d, np.float32) for s, k in self.slots.items()}
+                              for n, st in states.items()}
 
     def set(self, t, slots):
         states = self.solver.get_states()
@@ -389,6 +392,9 @@ class _RMSProp:
                 step = F.div2(g, F.pow_scalar(F.add_scalar(v, c.eps), 0.5))
                 p.data.copy_from(F.sub2(p.data, F.mul_scalar(step, c.lr)))
         self.t += 1
+
+    def steps(self):
+        return self.t
 
     def get(self):
         return self.t, {n: {"v": np.array(v.data, np.float32)} for n, v in self.v.items()}
@@ -472,6 +478,14 @@ class NNablaSession(Session):
                     self.params[f"{net}/{name}"] = v
                     if spec.trainable:
                         self.trainable[net][name] = v
+            # the generator's moving average: (average, parameter) pairs beside the parameters
+            self.ema = []
+            for name in sorted(program.arch.generator.params) if program.ema_decay else ():
+                p = self.params[f"generator/{name}"]
+                e = nn.Variable(p.shape, need_grad=False)
+                e.data.zero()
+                self.ema.append((e, p))
+                self.params[ema_name(f"generator/{name}")] = e
             self.optim = {}
             for net, cfg in (("generator", program.generator_optimizer), ("critic", program.critic_optimizer)):
                 if cfg.kind == "adam":
@@ -584,8 +598,8 @@ class NNablaSession(Session):
             finally:
                 self.ops.grad_scale = None
             outputs = {k: _v(v) for k, v in values.items()}
-        elif kind == "generate":
-            pg = self._net_params("generator", False)
+        elif kind in ("generate", "generate-ema"):
+            pg = self._net_params("generator" if kind == "generate" else ema_name("generator"), False)
             outputs = {"x": _v(G.forward(self.ops, pg, t["z"], training=False, labels=t.get("labels")))}
         elif kind == "critic_values":
             pd = self._net_params("critic", False)
@@ -640,7 +654,16 @@ class NNablaSession(Session):
                 for p in self.trainable["critic"].values():
                     p.data.copy_from(F.clip_by_value(p.data, -c, c))
             self._apply_updates(graph)
+            if net == "generator" and self.ema:
+                self._update_ema()
             return self._snapshot(graph.outputs)
+
+    def _update_ema(self):
+        """``ema = d ema + (1 - d) param`` (:func:`wganx.program.ema_decay_at`), on the device;
+        running statistics are copied."""
+        d = ema_decay_at(self.program, self.optim["generator"].steps())
+        for e, p in self.ema:
+            e.data.copy_from(F.add2(F.mul_scalar(e.data, d), F.mul_scalar(p.data, 1.0 - d)) if p.need_grad else p.data)
 
     @staticmethod
     def _apply_updates(graph):
@@ -689,8 +712,9 @@ class NNablaSession(Session):
             graph.head.forward(clear_buffer=True)
         return np.array(y.d, np.float32)
 
-    def generate(self, z, labels=None):
-        return self._run("generate", {"z": z} if labels is None else {"z": z, "labels": labels}, "x")
+    def generate(self, z, labels=None, *, raw=False):
+        kind = "generate" if raw or not self.ema else "generate-ema"
+        return self._run(kind, {"z": z} if labels is None else {"z": z, "labels": labels}, "x")
 
     def critic_values(self, x, labels=None):
         return self._run("critic_values", {"x": x} if labels is None else {"x": x, "labels": labels}, "y")

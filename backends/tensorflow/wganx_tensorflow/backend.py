@@ -63,7 +63,7 @@ from wganx.backend import Backend, Session  # noqa: E402
 from wganx.errors import BackendUnavailableError, WganxError  # noqa: E402
 from wganx.ops import Ops, check_pad, linear_phases, unknown_interpolation  # noqa: E402
 from wganx.optim import parse_state_name, state_name  # noqa: E402
-from wganx.program import Program, critic_objective, generator_objective, split_params  # noqa: E402
+from wganx.program import Program, critic_objective, ema_name, generator_objective, split_params  # noqa: E402
 
 TO_NHWC = (0, 2, 3, 1)
 TO_NCHW = (0, 3, 1, 2)
@@ -483,7 +483,12 @@ class TensorFlowSession(Session):
                                            name=state_name(net)) for net in self.trainable}
             self.loss_scale = (tf.Variable(2.0 ** 16, dtype=tf.float32, trainable=False, name="loss_scale")
                                if self.half else None)
+            # the generator's moving average, beside the parameters (so states and layouts are theirs)
+            self.ema = {n: tf.Variable(tf.zeros_like(v), trainable=False, name=_variable_name(ema_name(n)))
+                        for n, v in self.params.items() if n.startswith("generator/")} if program.ema_decay else {}
         self.pg, self.pd = split_params(self.params)
+        self.pg_ema = split_params(self.ema)[0]
+        self.params.update({ema_name(n): v for n, v in self.ema.items()})
         self.vars = {net: [self.params[n] for n in names] for net, names in self.trainable.items()}
 
         # autograph off: the objectives are plain Python with no tensor-dependent control flow,
@@ -496,7 +501,8 @@ class TensorFlowSession(Session):
                                                jit_compile=jit, autograph=False)
             self._grad_fns[step] = tf.function(self._make_gradients(step), input_signature=sig,
                                                jit_compile=jit, autograph=False)
-        self._generate_fn = tf.function(self._generate, autograph=False)
+        self._generate_fns = {raw: tf.function(lambda inputs, raw=raw: self._generate(inputs, raw), autograph=False)
+                              for raw in (False, True)}
         self._critic_fn = tf.function(self._critic_values, autograph=False)
         self._input_grad_fn = tf.function(self._input_gradient, autograph=False)
 
@@ -638,9 +644,20 @@ class TensorFlowSession(Session):
                 self._update(net, grads)
             for variable, value in self.ops.deferred:
                 variable.assign(tf.cast(value, variable.dtype))
+            if net == "generator" and self.ema:
+                self._update_ema()
             return values
         train.__name__ = f"{net}_step"
         return train
+
+    def _update_ema(self):
+        """:func:`wganx.program.ema_decay_at` on the step counter: ``d = ema_decay`` once the
+        step passes ``ema_start``, else 0; running statistics are copied."""
+        past_start = self.steps["generator"] > self.program.ema_start
+        d = tf.where(past_start, tf.constant(self.program.ema_decay, self.dtype), tf.constant(0.0, self.dtype))
+        for name, e in self.ema.items():
+            p = self.params[name]
+            e.assign(d * e + (1.0 - d) * p if p.trainable else p)
 
     def _make_gradients(self, net):
         def gradients(inputs):
@@ -672,8 +689,9 @@ class TensorFlowSession(Session):
                 {n: _from_tf(g.numpy()) for n, g in zip(self.trainable[step], grads)})
 
     # -- inference --------------------------------------------------------------------------
-    def _generate(self, inputs):
-        return self.program.arch.generator.forward(self.ops, self.pg, inputs["z"], training=False,
+    def _generate(self, inputs, raw):
+        params = self.pg if raw or not self.ema else self.pg_ema
+        return self.program.arch.generator.forward(self.ops, params, inputs["z"], training=False,
                                                    labels=inputs.get("labels"))
 
     def _critic_values(self, inputs):
@@ -699,8 +717,8 @@ class TensorFlowSession(Session):
     def _with_labels(key, x, labels):
         return {key: x} if labels is None else {key: x, "labels": labels}
 
-    def generate(self, z, labels=None):
-        return self._numpy(self._run(self._generate_fn, self._with_labels("z", z, labels)))
+    def generate(self, z, labels=None, *, raw=False):
+        return self._numpy(self._run(self._generate_fns[bool(raw)], self._with_labels("z", z, labels)))
 
     def critic_values(self, x, labels=None):
         return self._numpy(self._run(self._critic_fn, self._with_labels("x", x, labels)))

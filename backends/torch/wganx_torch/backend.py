@@ -16,7 +16,7 @@ from wganx.backend import Backend, Session
 from wganx.errors import BackendUnavailableError
 from wganx.ops import Ops, check_pad, linear_phases, unknown_interpolation
 from wganx.optim import parse_state_name, state_name
-from wganx.program import Program, critic_objective, generator_objective, split_params
+from wganx.program import Program, critic_objective, ema_decay_at, ema_name, generator_objective, split_params
 
 
 def _linear_axis(x, k, dim, mode):
@@ -214,7 +214,13 @@ class TorchSession(Session):
                 self.params[full] = t
                 if spec.trainable:
                     self.trainable[net].append(full)
+        # the generator's moving average: (average, parameter) pairs, trainable ones first
+        names = sorted(program.arch.generator.params, key=lambda n: not program.arch.generator.params[n].trainable)
+        self.ema = [(torch.zeros_like(self.params[f"generator/{n}"]).detach(), self.params[f"generator/{n}"])
+                    for n in names] if program.ema_decay else []
+        self.params.update({ema_name(f"generator/{n}"): e for n, (e, _) in zip(names, self.ema)})
         self.pg, self.pd = split_params(self.params)
+        self.pg_ema = {n: e for n, (e, _) in zip(names, self.ema)}
         self.optim = {"generator": program.generator_optimizer, "critic": program.critic_optimizer}
         self.slots = {net: {slot: [torch.zeros_like(self.params[n]).detach() for n in names]
                             for slot in self.optim[net].slots()}
@@ -289,8 +295,18 @@ class TorchSession(Session):
         with torch.no_grad():
             for buffer, value in self.ops.deferred:
                 buffer.copy_(value)
-        self.ops.deferred.clear()
+            self.ops.deferred.clear()
+            if net == "generator" and self.ema:
+                self._update_ema()
         return {k: v.detach() for k, v in values.items()}
+
+    def _update_ema(self):
+        """``ema = d ema + (1 - d) param`` (:func:`wganx.program.ema_decay_at`), statistics copied."""
+        d = ema_decay_at(self.program, self.steps["generator"])
+        trainable = [(e, p) for e, p in self.ema if p.requires_grad]
+        torch._foreach_lerp_([e for e, _ in trainable], [p.detach() for _, p in trainable], 1.0 - d)
+        for e, p in self.ema[len(trainable):]:
+            e.copy_(p)
 
     @staticmethod
     def _finite(grads):
@@ -356,9 +372,10 @@ class TorchSession(Session):
         return t.detach().to(self.dtype).cpu().numpy()
 
     @torch.no_grad()
-    def generate(self, z, labels=None):
+    def generate(self, z, labels=None, *, raw=False):
         inputs = self._inputs({"z": z} if labels is None else {"z": z, "labels": labels})
-        x = self.program.arch.generator.forward(self.ops, self.pg, inputs["z"], training=False,
+        params = self.pg if raw or not self.ema else self.pg_ema
+        x = self.program.arch.generator.forward(self.ops, params, inputs["z"], training=False,
                                                 labels=inputs.get("labels"))
         return self._numpy(x)
 
