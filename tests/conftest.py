@@ -49,3 +49,27 @@ def run_cli(*args, cwd=None, env=None, timeout=600):
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, "-m", "wganx", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=full_env, timeout=timeout)
+
+
+def check_critic_gradient(session, program, state, real, points, rel=1e-6, abs=1e-9, min_penalty=0.0):
+    """``session.gradients("critic")`` (a float64 session) against central differences of the
+    critic's loss at ``points``, ``(parameter name, flat index)`` pairs; the noise of the step
+    is the same for every evaluation. The penalty must exceed ``min_penalty`` (it is really there)."""
+    from wganx.build import step_inputs
+
+    def loss_and_grads(arrays):
+        session.set_state(arrays)
+        scalars, grads = session.gradients("critic", step_inputs(program, "critic", np.random.default_rng(7), real))
+        assert scalars.get("penalty", 0.0) >= min_penalty
+        return scalars["loss"], grads
+
+    _, grads = loss_and_grads(state)
+    h = 1e-6
+    for key, k in points:
+        up, down = dict(state), dict(state)
+        up[key] = state[key].astype(np.float64).copy()
+        down[key] = up[key].copy()
+        up[key].flat[k] += h
+        down[key].flat[k] -= h
+        numeric = (loss_and_grads(up)[0] - loss_and_grads(down)[0]) / (2 * h)
+        assert np.asarray(grads[key]).flat[k] == pytest.approx(numeric, rel=rel, abs=abs), (key, k)

@@ -20,7 +20,8 @@ def test_toy_benchmark_writes_table_curves_and_json(tmp_path):
     backend = available_backends()[0]
     out = tmp_path / "out"
     proc = run_quality("--backends", backend, "--toy-iters", "8gaussians=4,25gaussians=6", "--toy-maps", 8,
-                       "--mnist-iters", 0, "--jobs", 2, "--ema-decays", "0,0.9", "--out", out, "--work", tmp_path / "work")
+                       "--mnist-iters", 0, "--jobs", 2, "--ema-decays", "0,0.9", "--out", out,
+                       "--work", tmp_path / "work")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     page = (out / "quality.md").read_text()
     assert f"| 8gaussians | {backend} | 4 | " in page and f"| 25gaussians | {backend} | 6 | " in page

@@ -12,7 +12,7 @@ from wganx import parity
 from wganx.build import initial_arrays, load_backend, step_inputs
 from wganx.ops import check_pad
 
-from conftest import available_backends
+from conftest import available_backends, check_critic_gradient
 
 BACKENDS = available_backends()
 DOUBLE_BACKENDS = [b for b in BACKENDS if "double" in wganx.registry().get("backend", b).capabilities]
@@ -127,25 +127,9 @@ def test_ops_are_differentiable_twice_in_float64(name, program):
     """d(critic loss with gp)/dw against central differences: the gradient of every critic
     weight goes through the backward of each op (second order)."""
     session = load_backend(name, type_config="double").compile(program)
-    state = _state(program, 5)
     real = np.random.default_rng(6).uniform(-1, 1, (parity.BATCH,) + parity.OPS_SAMPLE).astype(np.float32)
-
-    def loss_and_grads(arrays):
-        session.set_state(arrays)
-        scalars, grads = session.gradients("critic", step_inputs(program, "critic", np.random.default_rng(7), real))
-        assert scalars["penalty"] > 1e-3  # the penalty term is really there
-        return scalars["loss"], grads
-
-    _, grads = loss_and_grads(state)
-    h = 1e-6
-    for key, k in (("critic/c1/W", 0), ("critic/c1/W", 150), ("critic/c2/W", 40), ("critic/c2/b", 3)):
-        up, down = dict(state), dict(state)
-        up[key] = state[key].astype(np.float64).copy()
-        down[key] = up[key].copy()
-        up[key].flat[k] += h
-        down[key].flat[k] -= h
-        numeric = (loss_and_grads(up)[0] - loss_and_grads(down)[0]) / (2 * h)
-        assert np.asarray(grads[key]).flat[k] == pytest.approx(numeric, rel=1e-6, abs=1e-9), (name, key, k)
+    points = [("critic/c1/W", 0), ("critic/c1/W", 150), ("critic/c2/W", 40), ("critic/c2/b", 3)]
+    check_critic_gradient(session, program, _state(program, 5), real, points, min_penalty=1e-3)
 
 
 @pytest.mark.parametrize("widths, mode, message", [
@@ -218,24 +202,9 @@ def test_spectral_norm_is_differentiable_twice_in_float64(name):
     included, matches central differences."""
     program = _spectral_program(100)
     session = load_backend(name, type_config="double").compile(program)
-    state = _state(program, 5)
     real = np.random.default_rng(6).uniform(-1, 1, (parity.BATCH,) + parity.OPS_SAMPLE).astype(np.float32)
-
-    def loss_and_grads(arrays):
-        session.set_state(arrays)
-        scalars, grads = session.gradients("critic", step_inputs(program, "critic", np.random.default_rng(7), real))
-        return scalars["loss"], grads
-
-    _, grads = loss_and_grads(state)
-    h = 1e-6
-    for k in (0, 100, 215):
-        up, down = dict(state), dict(state)
-        up["critic/c1/W"] = state["critic/c1/W"].astype(np.float64).copy()
-        down["critic/c1/W"] = up["critic/c1/W"].copy()
-        up["critic/c1/W"].flat[k] += h
-        down["critic/c1/W"].flat[k] -= h
-        numeric = (loss_and_grads(up)[0] - loss_and_grads(down)[0]) / (2 * h)
-        assert np.asarray(grads["critic/c1/W"]).flat[k] == pytest.approx(numeric, rel=1e-5, abs=1e-9), (name, k)
+    check_critic_gradient(session, program, _state(program, 5), real, [("critic/c1/W", k) for k in (0, 100, 215)],
+                          rel=1e-5)
 
 
 @pytest.mark.skipif(len(BACKENDS) < 2, reason="parity needs two backends")

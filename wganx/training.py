@@ -39,7 +39,7 @@ EVAL_STREAM = 4
 # Settings a resumed run must keep (else it continues another model), and those it may change
 # without a word (extending max_iter is what resuming is for).
 RESUME_MUST_KEEP = ("arch", "up", "maps", "latent", "image_size", "critic_norm", "conditional", "dataset")
-RESUME_MAY_CHANGE = ("resume", "overwrite", "max_iter", "progress", "monitor_path")
+RESUME_MAY_CHANGE = ("resume", "overwrite", "max_iter", "progress", "monitor_path", "raw_weights")
 
 
 class TrainingDiverged(WganxError):
