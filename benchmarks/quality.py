@@ -209,7 +209,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backends", help="comma-separated (default: every available backend)")
     p.add_argument("--toy-iters", default="1000",
-                   help="generator iterations per toy run: N, or 8gaussians=N,25gaussians=M (default 1000)")
+                   help="generator iterations per toy run: N, or 8gaussians=N,25gaussians=M, 0 skips (default 1000)")
     p.add_argument("--mnist-iters", type=int, default=1000, help="generator iterations on MNIST (default 1000; 0 skips)")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"), help="MNIST files")
     p.add_argument("--eval-samples", type=int, default=5000, help="MNIST samples evaluated (default 5000)")
@@ -236,7 +236,8 @@ def main(argv=None) -> int:
 
     common = {"out": str(out), "seed": args.seed}
     jobs = [dict(common, dataset=d, backend=b, iters=toy_iters[d], maps=args.toy_maps, ema_decay=e,
-                 folder=str(work / f"{d}-{b}-{e:g}")) for d in TOY_SETS for b in backends for e in decays]
+                 folder=str(work / f"{d}-{b}-{e:g}"))
+            for d in TOY_SETS if toy_iters[d] for b in backends for e in decays]
     clf = None
     if args.mnist_iters > 0:
         # The classifier and the real-image row first, here: the workers then read the cache.
