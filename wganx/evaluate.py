@@ -44,7 +44,7 @@ import numpy as np
 import typer
 from typing_extensions import Annotated
 
-from .cli import Context, DeviceId, RawWeights
+from .cli import Backend, Context, DeviceId, RawWeights
 from .config import CONTEXTS
 from .errors import WganxError, check_choice
 from .plugins import registry as default_registry
@@ -426,8 +426,7 @@ def command(
         folder: Annotated[Optional[Path], typer.Option(
             "--folder", metavar="DIR", help="a folder of generated images (png, jpg, ...)",
             rich_help_panel="Source (one of)")] = None,
-        backend: Annotated[Optional[str], typer.Option(
-            "--backend", help="backend to sample a checkpoint with (default: the one that trained it)")] = None,
+        backend: Backend = None,
         context: Context = "cpu",
         device_id: DeviceId = 0,
         batch_size: Annotated[int, typer.Option("-b", "--batch-size", help="generator batch size")] = 256,

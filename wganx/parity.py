@@ -40,7 +40,7 @@ whatever the registry holds.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -313,15 +313,21 @@ def ops_architecture() -> Architecture:
 OPS_CASE = Case("ops contract")
 
 
-def ops_program(registry: Registry, regularizer: str = "gp", adam_eps: float = TRAJECTORY_ADAM_EPS):
-    """:func:`ops_architecture` with the default loss, ``regularizer`` and the trajectory's Adam."""
+def program_around(arch: Architecture, latent: int, registry: Registry, regularizer: Optional[str] = None) -> Program:
+    """A program of the matrix's shape (batch, the trajectory's Adam, the default loss and
+    ``regularizer``) around a model the core builds itself, not a plugin's."""
     from .config import default_of
 
-    adam = OptimizerConfig("adam", eps=adam_eps)
-    spec = registry.get("regularizer", regularizer)
-    return Program(arch=ops_architecture(), loss=registry.get("loss", default_of("loss")), regularizer=spec,
+    adam = OptimizerConfig("adam", eps=TRAJECTORY_ADAM_EPS)
+    spec = registry.get("regularizer", regularizer or default_of("regularizer"))
+    return Program(arch=arch, loss=registry.get("loss", default_of("loss")), regularizer=spec,
                    penalty_weight=spec.weight, critic_optimizer=adam, generator_optimizer=adam,
-                   batch_size=BATCH, latent=OPS_LATENT)
+                   batch_size=BATCH, latent=latent)
+
+
+def ops_program(registry: Registry) -> Program:
+    """The ``ops contract`` case's program: :func:`ops_architecture` under the default penalty."""
+    return program_around(ops_architecture(), OPS_LATENT, registry)
 
 
 def linear_penalty_checks(backend_name: str, session_factory, registry: Registry) -> List[Check]:
@@ -334,8 +340,7 @@ def linear_penalty_checks(backend_name: str, session_factory, registry: Registry
         spec = registry.get("regularizer", name)
         if spec.linear_critic is None:
             continue
-        program = replace(make_program(arch="mlp", regularizer=name, arch_config=ArchConfig(data_kind="points"),
-                                       batch_size=BATCH, reg=registry), arch=arch, latent=6)
+        program = program_around(arch, arch.sample_shape[0], registry, name)  # a linear G of square W
         session = session_factory(program)
         for seed, scale in ((0, 1.0), (1, 0.2), (2, 3.0)):
             rng = np.random.default_rng(seed)

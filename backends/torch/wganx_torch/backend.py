@@ -214,13 +214,13 @@ class TorchSession(Session):
                 self.params[full] = t
                 if spec.trainable:
                     self.trainable[net].append(full)
-        # the generator's moving average: (average, parameter) pairs, trainable ones first
-        names = sorted(program.arch.generator.params, key=lambda n: not program.arch.generator.params[n].trainable)
-        self.ema = [(torch.zeros_like(self.params[f"generator/{n}"]).detach(), self.params[f"generator/{n}"])
-                    for n in names] if program.ema_decay else []
-        self.params.update({ema_name(f"generator/{n}"): e for n, (e, _) in zip(names, self.ema)})
         self.pg, self.pd = split_params(self.params)
-        self.pg_ema = {n: e for n, (e, _) in zip(names, self.ema)}
+        # the generator's moving average, beside the parameters (so states and checkpoints hold it)
+        self.pg_ema = {n: torch.zeros_like(p).detach() for n, p in self.pg.items()} if program.ema_decay else {}
+        self.params.update({ema_name(f"generator/{n}"): e for n, e in self.pg_ema.items()})
+        pairs = [(e, self.pg[n]) for n, e in self.pg_ema.items()]
+        self.ema_averaged = [(e, p.detach()) for e, p in pairs if p.requires_grad]  # the rest is copied
+        self.ema_copied = [(e, p) for e, p in pairs if not p.requires_grad]
         self.optim = {"generator": program.generator_optimizer, "critic": program.critic_optimizer}
         self.slots = {net: {slot: [torch.zeros_like(self.params[n]).detach() for n in names]
                             for slot in self.optim[net].slots()}
@@ -296,16 +296,15 @@ class TorchSession(Session):
             for buffer, value in self.ops.deferred:
                 buffer.copy_(value)
             self.ops.deferred.clear()
-            if net == "generator" and self.ema:
+            if net == "generator" and self.pg_ema:
                 self._update_ema()
         return {k: v.detach() for k, v in values.items()}
 
     def _update_ema(self):
         """``ema = d ema + (1 - d) param`` (:func:`wganx.program.ema_decay_at`), statistics copied."""
         d = ema_decay_at(self.program, self.steps["generator"])
-        trainable = [(e, p) for e, p in self.ema if p.requires_grad]
-        torch._foreach_lerp_([e for e, _ in trainable], [p.detach() for _, p in trainable], 1.0 - d)
-        for e, p in self.ema[len(trainable):]:
+        torch._foreach_lerp_([e for e, _ in self.ema_averaged], [p for _, p in self.ema_averaged], 1.0 - d)
+        for e, p in self.ema_copied:
             e.copy_(p)
 
     @staticmethod
@@ -374,7 +373,7 @@ class TorchSession(Session):
     @torch.no_grad()
     def generate(self, z, labels=None, *, raw=False):
         inputs = self._inputs({"z": z} if labels is None else {"z": z, "labels": labels})
-        params = self.pg if raw or not self.ema else self.pg_ema
+        params = self.pg if raw or not self.pg_ema else self.pg_ema
         x = self.program.arch.generator.forward(self.ops, params, inputs["z"], training=False,
                                                 labels=inputs.get("labels"))
         return self._numpy(x)
