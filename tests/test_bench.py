@@ -19,8 +19,10 @@ def _args(tmp_path, *extra):
 
 
 def _check_report(report, backends, configs):
-    assert report["schema"] == "wganx-bench/1"
-    assert {"machine", "versions", "settings", "load", "configs", "results", "runs"} <= set(report)
+    assert report["schema"] == "wganx-bench/2"
+    assert {"machine", "versions", "settings", "load", "configs", "peak", "work", "results", "runs"} <= set(report)
+    assert report["peak"]["ok"] and report["peak"]["fp32"] > 1e8  # any CPU does 0.1 GFLOP/s
+    assert report["settings"]["threads"] >= 1
     assert len(report["load"]["before"]) == 3 and report["load"]["during"]
     assert report["machine"]["cpu_count"] >= 1
     seen = {(row["backend"], row["config"]) for row in report["results"]}
@@ -38,6 +40,15 @@ def _check_report(report, backends, configs):
         for variant in ("wganx", "plain"):
             steps = row["variants"][variant]["critic_step_ms"]
             assert steps["gp"] > 0 and steps["none"] > 0
+            assert row["variants"][variant]["penalty_time_share"] is not None
+        work = report["work"][row["config"]]
+        assert work["ok"] and work["critic_gp"] > work["critic_none"] > 0  # the penalty's double backward
+        assert row["gflop_per_iteration"] == work["iteration"] / 1e9
+        assert 0 < row["penalty_flop_share"] < 1
+        for entry in row["variants"].values():
+            rate = entry["its_per_s"]["median"]
+            assert entry["gflop_per_s"] == pytest.approx(rate * work["iteration"] / 1e9, rel=1e-12)
+            assert entry["share_of_peak"]["fp32"] == pytest.approx(entry["gflop_per_s"] * 1e9 / report["peak"]["fp32"])
 
 
 @pytest.mark.skipif(not _installed("torch"), reason="torch is not installed")
@@ -49,6 +60,7 @@ def test_quick_in_process_torch(tmp_path):
     assert report["settings"]["quick"] and report["settings"]["in_process"]
     table = (tmp_path / "bench.md").read_text()
     assert table.startswith("| backend | config |") and "| torch | cifar-m16 |" in table
+    assert "| GFLOP / iteration |" in table and "share of the fp32 peak" in table
 
 
 @pytest.mark.skipif(not _installed("torch"), reason="torch is not installed")
@@ -77,3 +89,35 @@ def test_quick_other_backends(tmp_path, backend):
     (row,) = report["results"]
     assert row["backend"] == backend and set(row["variants"]) == {"wganx", "plain"}
     assert row["ratio"]["wganx"] > 0 and all(run["ok"] for run in report["runs"])
+
+
+@pytest.mark.skipif(not _installed("torch"), reason="torch is not installed")
+def test_flop_counter_agrees_with_torch_and_counts_the_double_backward():
+    """Against torch's own FlopCounterMode where that one works (backward()), and by hand for
+    a matrix product; under autograd.grad(create_graph=True), where FlopCounterMode raises,
+    the penalty's double backward adds the work of its products."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from wganx_torch.flops import FlopCounter
+
+    torch.manual_seed(0)
+    conv, lin = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Linear(4 * 8 * 8, 1)
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+
+    def critic(v):
+        return lin(torch.nn.functional.leaky_relu(conv(v), 0.2).flatten(1)).sum()
+
+    with FlopCounterMode(display=False) as theirs:
+        critic(x).backward()
+    with FlopCounter() as ours:
+        critic(x).backward()
+    assert ours.total == theirs.get_total_flops() > 0
+
+    with FlopCounter() as product:
+        torch.ones(5, 3) @ torch.ones(3, 7)
+    assert product.total == 2 * 5 * 3 * 7 and product.by_op == {"mm": 210}
+
+    with FlopCounter() as penalised:
+        (g,) = torch.autograd.grad(critic(x), x, create_graph=True)
+        g.square().sum().backward()
+    assert penalised.total > ours.total

@@ -395,6 +395,7 @@ def test_evaluate_refuses_an_npz_without_images_or_points(tmp_path, capsys):
 @pytest.mark.parametrize("flag,message", [
     (["--keep-checkpoints", "-1"], "--keep-checkpoints must not be negative"),
     (["--eval-samples", "0"], "--eval-samples must be at least 1"),
+    (["--threads", "-2"], "--threads must not be negative, got -2"),
 ])
 def test_more_bad_values(tmp_path, capsys, flag, message):
     code, err = cli(capsys, "train", *TOY, *flag, "--monitor-path", tmp_path / "run")

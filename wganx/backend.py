@@ -102,6 +102,11 @@ class Backend(abc.ABC):
             raise WganxError(f"unknown type config {type_config!r}; choose one of: {', '.join(TYPE_CONFIGS)}")
         self.context, self.device_id, self.type_config = context, int(device_id), type_config
 
+    def set_threads(self, threads: int) -> None:
+        """Give the framework's CPU kernels ``threads`` intra-op threads; called by the core
+        right after construction. The core has set :data:`wganx.threads.THREAD_VARS` before
+        the framework loaded; override this where the framework takes the count at run time."""
+
     @abc.abstractmethod
     def compile(self, program: Program, seed: int = 0) -> Session:
         """Build the steps for ``program``; parameters are set afterwards by the core."""

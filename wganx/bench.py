@@ -45,6 +45,7 @@ from typing_extensions import Annotated
 from .cli import Context, DeviceId
 from .config import CONTEXTS
 from .errors import WganxError, check_choice
+from .threads import THREAD_VARS, resolve_threads, set_thread_env
 
 POOL = 8  # distinct real batches cycled through
 RESULT_TAG = "WGANX_BENCH_RESULT "
@@ -178,7 +179,7 @@ def _device_peak(backend, spec) -> Optional[float]:
     return None
 
 
-def _trainer_windows(spec, backend, warmup, windows, iters, dataset_seed=0):
+def _trainer_windows(spec, backend, warmup, windows, iters, dataset_seed=0, threads=0):
     """The user's loop: :class:`wganx.training.Trainer` with timestamps at its log calls."""
     from . import hookimpl
     from .config import TrainConfig
@@ -212,7 +213,7 @@ def _trainer_windows(spec, backend, warmup, windows, iters, dataset_seed=0):
             arch=spec["arch"], maps=spec["maps"], latent=spec["latent"], image_size=spec.get("image_size", 32),
             batch_size=n, n_critic=spec["n_critic"], max_iter=total, log_interval=log_every,
             save_interval=10 ** 9, dataset="bench-synthetic" if image else "8gaussians", monitor_path=folder,
-            progress=True, seed=0)
+            progress=True, seed=0, threads=threads)
 
         class _Timed(Trainer):
             def _log(self, *args, **kwargs):
@@ -233,34 +234,89 @@ def _trainer_windows(spec, backend, warmup, windows, iters, dataset_seed=0):
     return setup, stamps[warmup] - t0, rates
 
 
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
-               "TF_NUM_INTEROP_THREADS")
-
-
 def limit_threads(n: int) -> None:
-    """Cap the intra-op threads of torch, TensorFlow, OpenMP (NNabla), MKL and OpenBLAS in this
-    process; TensorFlow reads its variable when it starts, so call this before importing it."""
-    os.environ.update({var: str(n) for var in THREAD_VARS})
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(n)
-    else:
-        try:
-            import torch
+    """Give the plain loops what ``load_backend(threads=n)`` gives wganx: the thread variables
+    (read by OpenMP, MKL and TensorFlow when they load) and torch's count."""
+    set_thread_env(n)
+    try:
+        import torch
 
-            torch.set_num_threads(n)
-        except ImportError:
-            pass
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+
+
+# -- the work and the hardware's limit ----------------------------------------------------------
+# Dense datasheet peaks in TFLOP/s (fp32, TF32, bf16; no sparsity), by a part of the name
+# torch reports; the first match wins, so the PCIe H100 comes before the SXM one.
+GPU_PEAK_TFLOPS = (("H100 PCIe", (51.2, 378.0, 756.0)), ("H100", (67.0, 495.0, 989.0)),
+                   ("H200", (67.0, 495.0, 989.0)), ("A100", (19.5, 156.0, 312.0)),
+                   ("L40S", (91.6, 183.0, 362.0)), ("L4", (30.3, 60.0, 121.0)), ("A10", (31.2, 62.5, 125.0)))
+PEAK_MATMUL = 2048  # the CPU's peak: best of a few fp32 products of this size
+
+
+def count_flops(spec) -> dict:
+    """FLOPs of one generator iteration (``n_critic`` critic steps and a generator step) and
+    of one critic step with ``gp`` and with ``none``, counted from the ops torch runs: the same
+    model, so the same work, on every backend."""
+    from wganx_torch.flops import FlopCounter
+
+    out = {}
+    for regularizer in ("gp", "none"):
+        runner = WganxRunner(spec, "torch", regularizer)
+        runner.iteration()  # warm: lazily built state is not the step's work
+        runner.sync()
+        with FlopCounter() as critic:
+            runner.critic_step()
+            runner.sync()
+        out[f"critic_{regularizer}"], out["n_critic"] = critic.total, spec["n_critic"]
+        if regularizer == "gp":
+            with FlopCounter() as whole:
+                runner.iteration()
+                runner.sync()
+            out["iteration"], out["by_op"] = whole.total, dict(whole.by_op)
+    return out
+
+
+def measure_peak(spec) -> dict:
+    """The device's fp32 peak: measured on the CPU (a large matrix product, best of 5, with the
+    run's threads), the datasheet's on a known GPU."""
+    if spec["context"] != "cpu":
+        import torch
+
+        name = torch.cuda.get_device_name(spec["device_id"])
+        for part, (fp32, tf32, bf16) in GPU_PEAK_TFLOPS:
+            if part in name:
+                return {"source": f"datasheet ({name})", "fp32": fp32 * 1e12, "tf32": tf32 * 1e12,
+                        "bf16": bf16 * 1e12}
+        return {"source": f"unknown GPU {name!r}: no datasheet figure"}
+    import torch
+
+    a, b = torch.randn(PEAK_MATMUL, PEAK_MATMUL), torch.randn(PEAK_MATMUL, PEAK_MATMUL)
+    best = float("inf")
+    for _ in range(6):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return {"source": f"measured: fp32 {PEAK_MATMUL}x{PEAK_MATMUL} matrix product, torch, "
+                      f"{torch.get_num_threads()} thread(s)", "fp32": 2 * PEAK_MATMUL ** 3 / best}
+
+
+MEASURES = {"flops": count_flops, "peak": measure_peak}  # once per run, not timed rounds
 
 
 def worker(job: dict) -> dict:
     """Run one variant of one backend and configuration; called in a fresh process."""
     spec, backend, variant = job["spec"], job["backend"], job["variant"]
-    if job.get("threads"):
-        limit_threads(job["threads"])
+    limit_threads(job["threads"])
     out = {"backend": backend, "config": job["config"], "variant": variant, "ok": True}
     t0 = time.perf_counter()
+    if variant in MEASURES:
+        out.update(MEASURES[variant](spec))
+        return out
     if variant == "trainer":
-        setup, warm, rates = _trainer_windows(spec, backend, job["warmup"], job["windows"], spec["iters"])
+        setup, warm, rates = _trainer_windows(spec, backend, job["warmup"], job["windows"], spec["iters"],
+                                              threads=job["threads"])
         out.update(setup_s=setup, warmup_s=warm, rates=rates)
     else:
         if variant == "wganx":
@@ -315,8 +371,7 @@ def _run_job(job, timeout, in_process=False) -> dict:
                     "error": f"{type(exc).__name__}: {exc}"}
     cmd = [sys.executable, "-m", "wganx.bench", "--worker", json.dumps(job)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
-    if job.get("threads"):
-        env.update({var: str(job["threads"]) for var in THREAD_VARS})
+    env.update({var: str(job["threads"]) for var in THREAD_VARS})
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -380,6 +435,16 @@ def run(args, progress=print) -> dict:
     windows = 1 if args.quick else args.windows
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     load_before = os.getloadavg()
+    threads = resolve_threads(args.threads)  # once, so every run of the table has the same count
+    progress(f"{threads} thread(s); the device's peak and each configuration's FLOPs ...")
+    once = lambda variant, name: _run_job(  # noqa: E731
+        {"backend": "torch", "config": name, "variant": variant, "spec": _spec_for(name, args), "threads": threads},
+        args.timeout, args.in_process)
+    peak = once("peak", configs[0])
+    work = {name: once("flops", name) for name in configs}
+    for what in [peak, *work.values()]:
+        if not what["ok"]:
+            progress(f"    not counted: {what['error']}")
     runs: List[dict] = []
     for r in range(args.repeats):
         for backend in backends:
@@ -391,7 +456,7 @@ def run(args, progress=print) -> dict:
                 for variant in order:
                     job = {"backend": backend, "config": name, "variant": variant, "spec": spec,
                            "warmup": warmup, "windows": windows, "penalty": args.penalty and variant != "trainer",
-                           "compile": None, "threads": args.threads}
+                           "compile": None, "threads": threads}
                     progress(f"[round {r + 1}/{args.repeats}] {backend} {name} {variant} ...")
                     res = _run_job(job, args.timeout, args.in_process)
                     res["round"], res["load"] = r, list(os.getloadavg())
@@ -404,28 +469,28 @@ def run(args, progress=print) -> dict:
                     for what in ("generator",):
                         job = {"backend": backend, "config": name, "variant": f"plain-compile-{what}", "spec": spec,
                                "warmup": warmup + 1, "windows": windows, "penalty": False, "compile": what,
-                               "threads": args.threads}
+                               "threads": threads}
                         progress(f"[round {r + 1}/{args.repeats}] {backend} {name} plain+torch.compile({what}) ...")
                         res = _run_job(dict(job, variant="plain"), args.timeout, args.in_process)
                         res["variant"], res["round"], res["load"] = job["variant"], r, list(os.getloadavg())
                         runs.append(res)
-    results = _aggregate(runs)
-    return {"schema": "wganx-bench/1", "started": started,
+    results = _aggregate(runs, work, peak)
+    return {"schema": "wganx-bench/2", "started": started,
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": _machine(args), "versions": _versions(backends),
             "settings": {"context": args.context, "device_id": args.device_id, "type_config": args.type_config,
                          "repeats": args.repeats, "warmup": warmup, "in_process": args.in_process,
-                         "threads": args.threads, "windows": windows, "quick": args.quick,
+                         "threads": threads, "windows": windows, "quick": args.quick,
                          "iters": {n: _spec_for(n, args)["iters"] for n in configs}},
             "load": {"before": list(load_before), "after": list(os.getloadavg()),
                      "during": [x["load"][0] for x in runs]},
             "configs": {n: {k: v for k, v in _spec_for(n, args).items() if k not in ("context", "device_id",
                                                                                     "type_config")}
                         for n in configs},
-            "results": results, "runs": runs}
+            "peak": peak, "work": work, "results": results, "runs": runs}
 
 
-def _aggregate(runs) -> List[dict]:
+def _aggregate(runs, work=None, peak=None) -> List[dict]:
     keys = []
     for x in runs:
         key = (x["backend"], x["config"])
@@ -455,8 +520,29 @@ def _aggregate(runs) -> List[dict]:
         med = {v: e["its_per_s"]["median"] for v, e in row["variants"].items() if e["its_per_s"]}
         if "plain" in med:
             row["ratio"] = {v: med[v] / med["plain"] for v in med if v != "plain"}
+        _add_work(row, med, (work or {}).get(config) or {}, peak or {})
         out.append(row)
     return out
+
+
+def _add_work(row, med, counted, peak) -> None:
+    """FLOP/s, share of the peak(s) and the penalty's shares of the FLOPs and of the time."""
+    n_critic = counted.get("n_critic")
+    for variant, entry in row["variants"].items():
+        c = entry.get("critic_step_ms")
+        if c and variant in med:  # n_critic critic steps' worth of penalty in one iteration's time
+            entry["penalty_time_share"] = n_critic * (c["gp"] - c["none"]) / (1000.0 / med[variant]) \
+                if n_critic else None
+    if not counted.get("ok") or not counted.get("iteration"):
+        return
+    flops = counted["iteration"]
+    row["gflop_per_iteration"] = flops / 1e9
+    row["penalty_flop_share"] = n_critic * (counted["critic_gp"] - counted["critic_none"]) / flops
+    for variant, rate in med.items():
+        entry = row["variants"][variant]
+        entry["gflop_per_s"] = rate * flops / 1e9
+        entry["share_of_peak"] = {kind: rate * flops / peak[kind] for kind in ("fp32", "tf32", "bf16")
+                                  if peak.get(kind)}
 
 
 def format_table(report) -> str:
@@ -491,6 +577,7 @@ def format_table(report) -> str:
             if name.startswith("plain-compile"):
                 lines.append(f"| {row['backend']} | {row['config']} | {name}: {rate(e)} | | "
                              f"{(ratio.get(name) or 0):.2f} x plain | | | | |")
+    lines += [""] + format_work_table(report)
     machine = report["machine"]
     where = machine.get("gpu") or machine.get("cpu") or machine.get("processor") or "?"
     load = report["load"]
@@ -505,6 +592,45 @@ def format_table(report) -> str:
                  f"-t {report['settings']['type_config']}; 1-min load average {load['before'][0]:.2f} before, "
                  f"{min(load['during'] or [0]):.2f}-{max(load['during'] or [0]):.2f} during; {report['started']}.")
     return "\n".join(lines)
+
+
+def format_work_table(report) -> List[str]:
+    """The work of one generator iteration against the device's limit, as Markdown lines."""
+    peak = report.get("peak") or {}
+    kinds = [k for k in ("fp32", "tf32", "bf16") if peak.get(k)]
+    lines = ["| backend | config | GFLOP / iteration | GFLOP/s plain; wganx; Trainer "
+             f"| share of the {' / '.join(kinds) or 'unknown'} peak: plain; wganx; Trainer "
+             "| penalty's share: of the FLOPs; of the time (plain; wganx) |", "|---|---|---|---|---|---|"]
+
+    def each(v, fn):
+        return "; ".join(fn(v[k]) if k in v else "-" for k in ("plain", "wganx", "trainer"))
+
+    def per_s(e):
+        return f"{e['gflop_per_s']:.3g}" if e.get("gflop_per_s") else "-"
+
+    def share(e):
+        got = e.get("share_of_peak") or {}
+        return " / ".join(f"{100 * got[k]:.1f}%" for k in kinds if k in got) or "-"
+
+    def pct(x):
+        return f"{100 * x:.0f}%" if x is not None else "-"
+
+    for row in report["results"]:
+        v = row["variants"]
+        if "gflop_per_iteration" not in row:
+            continue
+        times = "; ".join(pct(v.get(k, {}).get("penalty_time_share")) for k in ("plain", "wganx"))
+        lines.append(f"| {row['backend']} | {row['config']} | {row['gflop_per_iteration']:.3g} | {each(v, per_s)} "
+                     f"| {each(v, share)} | {pct(row['penalty_flop_share'])}; {times} |")
+    if len(lines) == 2:
+        return []
+    peaks = ", ".join(f"{k} {peak[k] / 1e12:.3g} TFLOP/s" for k in kinds)
+    lines += ["", f"FLOPs: convolutions and matrix products (torch's formulas) of one generator iteration, "
+                  f"the penalty's double backward included, counted once per configuration from the ops "
+                  f"torch runs; the same model is the same work on every backend. Peak: {peaks} "
+                  f"({peak.get('source', '?')}). Penalty: the gp critic step's FLOPs and time beyond "
+                  "the unpenalised one's, times n_critic, over the iteration's."]
+    return lines
 
 
 Repeated = Optional[List[str]]
@@ -533,7 +659,8 @@ def command(
             "--torch-compile", help="also time the plain torch loop with torch.compile on the generator")] = False,
         quick: Annotated[bool, typer.Option("--quick", help="tiny sizes, one round (for tests)")] = False,
         threads: Annotated[int, typer.Option(
-            "--threads", help="intra-op threads of torch / OpenMP / MKL in each run (0: the framework's)")] = 0,
+            "--threads", help="intra-op threads of torch / OpenMP / MKL in each run (0: as wganx train "
+                              "chooses: the CPUs no other process keeps busy)")] = 0,
         in_process: Annotated[bool, typer.Option(
             "--in-process", help="run every variant in this process (fast, for tests; peak RSS is not per run)")] = False,
         timeout: Annotated[int, typer.Option("--timeout", help="seconds per subprocess")] = 1800,

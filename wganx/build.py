@@ -11,11 +11,14 @@ from .params import init_params
 from .plugins import Registry, registry as default_registry
 from .program import Program, ema_name
 from .records import ArchConfig
+from .threads import resolve_threads, set_thread_env
 
 
 def load_backend(name: str, context: str = "cpu", device_id: int = 0, type_config: str = "float",
-                 reg: Optional[Registry] = None):
-    """Construct backend ``name``; a missing framework says what to install."""
+                 reg: Optional[Registry] = None, threads: Optional[int] = None):
+    """Construct backend ``name``; a missing framework says what to install. ``threads``:
+    None leaves the framework's CPU threads as they are, 0 picks the idle CPUs, N sets N
+    (:mod:`wganx.threads`)."""
     reg = reg or default_registry()
     entry = reg.entry("backend", name)
     ok, why = entry.availability()
@@ -24,7 +27,13 @@ def load_backend(name: str, context: str = "cpu", device_id: int = 0, type_confi
     spec = entry.record
     if type_config != "float" and type_config not in spec.capabilities:
         raise BackendUnavailableError(f"backend {name!r} does not support -t {type_config}")
-    return spec.load()(context=context, device_id=device_id, type_config=type_config)
+    threads = resolve_threads(threads)
+    if threads is not None:
+        set_thread_env(threads)  # before the framework loads: OpenMP and TensorFlow read it once
+    backend = spec.load()(context=context, device_id=device_id, type_config=type_config)
+    if threads is not None:
+        backend.set_threads(threads)
+    return backend
 
 
 def make_program(*, arch: str, regularizer: str = "gp", loss: str = "wasserstein",

@@ -140,6 +140,8 @@ def _resume_takes_latest(argv: List[str]) -> List[str]:
 
 Context = Annotated[str, typer.Option("-c", "--context", help="cpu, cuda or cudnn", autocompletion=_choices(CONTEXTS))]
 DeviceId = Annotated[int, typer.Option("-d", "--device-id", help="GPU index")]
+Threads = Annotated[int, typer.Option(  # the same help as train's --threads
+    "--threads", help=next(f for f in fields(TrainConfig) if f.name == "threads").metadata["help"])]
 RawWeights = Annotated[bool, typer.Option(
     "--raw-weights", help="sample the generator's own weights, not their moving average (--ema-decay)")]
 Backend = Annotated[Optional[str], typer.Option("--backend", help="backend (default: the one that trained it)",
@@ -148,7 +150,7 @@ Backend = Annotated[Optional[str], typer.Option("--backend", help="backend (defa
 
 def generate(model_load_path: Annotated[Path, typer.Option("--model-load-path", help="a params_*.safetensors checkpoint")],
              monitor_path: Annotated[Path, typer.Option("--monitor-path", help="output folder")],
-             backend: Backend = None, context: Context = "cpu", device_id: DeviceId = 0,
+             backend: Backend = None, context: Context = "cpu", device_id: DeviceId = 0, threads: Threads = 0,
              batch_size: Annotated[int, typer.Option("-b", "--batch-size")] = 64,
              num_images: Annotated[int, typer.Option("--num-images")] = 64,
              format: Annotated[str, typer.Option("--format", help="png, npz or both")] = "both",
@@ -161,7 +163,7 @@ def generate(model_load_path: Annotated[Path, typer.Option("--model-load-path", 
     check_choice("--format", format, ("png", "npz", "both"))
     result = run(model_load_path, monitor_path, backend=backend, context=context, device_id=device_id,
                  batch_size=batch_size, num_images=num_images, fmt=("png", "npz") if format == "both" else (format,),
-                 seed=seed, raw=raw_weights)
+                 seed=seed, raw=raw_weights, threads=threads)
     for path in result["written"].values():
         print(f"wrote {path}")
     return 0

@@ -27,6 +27,9 @@ class TrainConfig:
     device_id: int = field(default=0, metadata={"help": "GPU index", "flags": ("-d",)})
     type_config: str = field(default="float", metadata={"help": "precision: half is mixed precision (GPU)",
                                                          "flags": ("-t",), "choices": ("float", "half")})
+    threads: int = field(default=0, metadata={
+        "help": "CPU threads of torch's and TensorFlow's kernels (NNabla's CPU kernels use one); "
+                "0: the CPUs no other process keeps busy when the run starts", "shown_default": "0"})
     # -- the model --
     arch: str = field(default="nnabla-cifar", metadata={"help": "architecture plugin"})
     up: str = field(default="nearest", metadata={"help": "upsampler of generators built from upsampling blocks"})
@@ -113,7 +116,7 @@ class TrainConfig:
                 raise WganxError(f"--{flag_name(name)} must be in [0, 1), got {getattr(self, name)}")
         if self.ema_start < 0:
             raise WganxError(f"--ema-start must not be negative, got {self.ema_start}")
-        for name in ("eval_interval", "keep_checkpoints"):
+        for name in ("eval_interval", "keep_checkpoints", "threads"):
             if getattr(self, name) < 0:
                 raise WganxError(f"--{flag_name(name)} must not be negative, got {getattr(self, name)}")
         if self.eval_samples < 1:
@@ -179,7 +182,7 @@ def _checked(path: str, key: str, value, base: str):
 
 # The panels of ``wganx train --help``, in the order of the fields above; every field is in one.
 SECTIONS = {
-    "Device": ("backend", "context", "device_id", "type_config"),
+    "Device": ("backend", "context", "device_id", "type_config", "threads"),
     "Model": ("arch", "up", "maps", "latent", "image_size", "critic_norm", "conditional"),
     "Objective": ("loss", "regularizer", "lambda_", "allow_critic_batch_norm"),
     "Optimisation": ("batch_size", "max_iter", "n_critic", "critic_schedule", "optimizer", "lrg", "lrd", "beta1",

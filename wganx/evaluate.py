@@ -44,10 +44,11 @@ import numpy as np
 import typer
 from typing_extensions import Annotated
 
-from .cli import Backend, Context, DeviceId, RawWeights
+from .cli import Backend, Context, DeviceId, RawWeights, Threads
 from .config import CONTEXTS
 from .errors import WganxError, check_choice
 from .plugins import registry as default_registry
+from .threads import resolve_threads, set_thread_env
 
 FEATURE_SPACES = ("auto", "domain", "inception")
 DOMAIN_DEFAULTS = ("fid", "kid", "precision-recall", "class-coverage", "inception-score")
@@ -393,7 +394,7 @@ def _load_source(args) -> tuple:
         from .generate import load_session
 
         session, program, meta = load_session(args.model_load_path, args.backend, args.context,
-                                              args.device_id, args.batch_size)
+                                              args.device_id, args.batch_size, threads=args.threads)
         kind = meta["data_kind"]
         config = meta.get("config", {})
         n = args.num_samples or DEFAULT_SAMPLES.get(kind, 10000)
@@ -429,6 +430,7 @@ def command(
         backend: Backend = None,
         context: Context = "cpu",
         device_id: DeviceId = 0,
+        threads: Threads = 0,
         batch_size: Annotated[int, typer.Option("-b", "--batch-size", help="generator batch size")] = 256,
         raw_weights: RawWeights = False,
         metrics: Annotated[Optional[List[str]], typer.Option(
@@ -479,6 +481,9 @@ def run(args) -> dict:
         raise WganxError(f"--num-samples must be at least 2, got {args.num_samples}")
     if args.batch_size < 1 or args.kid_subsets < 1:
         raise WganxError("--batch-size and --kid-subsets must be at least 1")
+    args.threads = resolve_threads(args.threads)
+    if args.threads is not None:
+        set_thread_env(args.threads)  # the feature extractor's framework too, when it loads
     samples, info, dataset, data_dir = _load_source(args)
     dataset = args.reference or dataset
     if not dataset:

@@ -16,9 +16,9 @@ from .training import build_program, expected_shapes
 
 
 def load_session(path, backend: Optional[str] = None, context: str = "cpu", device_id: int = 0,
-                 batch_size: Optional[int] = None, reg=None):
+                 batch_size: Optional[int] = None, reg=None, threads: Optional[int] = None):
     """``(session, program, meta)`` for a checkpoint, compiled on ``backend``
-    (default: the backend that wrote it)."""
+    (default: the backend that wrote it); ``threads`` as :func:`wganx.build.load_backend`."""
     reg = reg or default_registry()
     arrays, meta = checkpoint.load(path)
     known = {f.name for f in fields(TrainConfig)}
@@ -28,19 +28,19 @@ def load_session(path, backend: Optional[str] = None, context: str = "cpu", devi
                      allow_critic_batch_norm=True)
     program = build_program(config, tuple(meta["sample_shape"]), meta["data_kind"], meta["num_classes"], reg)
     checkpoint.check_compatible(arrays, expected_shapes(program), path)
-    session = load_backend(config.backend, context, device_id, "float", reg).compile(program)
+    session = load_backend(config.backend, context, device_id, "float", reg, threads).compile(program)
     session.set_state(arrays)
     return session, program, meta
 
 
 def generate(model_load_path, monitor_path, *, backend=None, context="cpu", device_id=0, batch_size=64,
-             num_images=64, fmt=("png", "npz"), seed=0, raw=False, reg=None) -> dict:
+             num_images=64, fmt=("png", "npz"), seed=0, raw=False, reg=None, threads=None) -> dict:
     """Write ``generated.png`` and/or ``samples.npz`` (``images`` (N, C, H, W) float32 in
     [-1, 1], or ``points`` (N, 2)) into ``monitor_path``; from the generator's moving average
     when the checkpoint has one, unless ``raw``."""
     if batch_size < 1 or num_images < 1:
         raise WganxError("--batch-size and --num-images must be at least 1")
-    session, program, meta = load_session(model_load_path, backend, context, device_id, batch_size, reg)
+    session, program, meta = load_session(model_load_path, backend, context, device_id, batch_size, reg, threads)
     rng = np.random.default_rng(seed)
     chunks, labels_all = [], []
     for start in range(0, num_images, batch_size):

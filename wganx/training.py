@@ -39,7 +39,7 @@ EVAL_STREAM = 4
 # Settings a resumed run must keep (else it continues another model), and those it may change
 # without a word (extending max_iter is what resuming is for).
 RESUME_MUST_KEEP = ("arch", "up", "maps", "latent", "image_size", "critic_norm", "conditional", "dataset")
-RESUME_MAY_CHANGE = ("resume", "overwrite", "max_iter", "progress", "monitor_path", "raw_weights")
+RESUME_MAY_CHANGE = ("resume", "overwrite", "max_iter", "progress", "monitor_path", "raw_weights", "threads")
 
 
 class TrainingDiverged(WganxError):
@@ -127,7 +127,8 @@ class Trainer:
         self.dataset = load_dataset(config, self.reg)
         self.program = build_program(config, tuple(self.dataset.sample_shape), self.dataset.kind,
                                      self.dataset.num_classes, self.reg)
-        self.backend = load_backend(config.backend, config.context, config.device_id, config.type_config, self.reg)
+        self.backend = load_backend(config.backend, config.context, config.device_id, config.type_config, self.reg,
+                                    config.threads)
         self.session = self.backend.compile(self.program, seed=config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.iteration, self.batches_read = 0, 0

@@ -60,7 +60,7 @@ from typing import Dict, Optional  # noqa: E402
 import numpy as np  # noqa: E402
 
 from wganx.backend import Backend, Session  # noqa: E402
-from wganx.errors import BackendUnavailableError, WganxError  # noqa: E402
+from wganx.errors import BackendUnavailableError, WganxError, notice  # noqa: E402
 from wganx.ops import Ops, check_pad, linear_phases, unknown_interpolation  # noqa: E402
 from wganx.optim import parse_state_name, state_name  # noqa: E402
 from wganx.program import Program, critic_objective, ema_name, generator_objective, split_params  # noqa: E402
@@ -441,6 +441,19 @@ class TensorFlowBackend(Backend):
         self.jit_compile = bool(jit_compile)
         self.host_transpose = bool(host_transpose)
         self.ops = TensorFlowOps()
+
+    def set_threads(self, threads):
+        pools = tf.config.threading
+        if pools.get_intra_op_parallelism_threads() in (0, threads):  # 0: not set (the env var, if any)
+            try:
+                pools.set_intra_op_parallelism_threads(threads)
+                pools.set_inter_op_parallelism_threads(threads)
+                return
+            except RuntimeError:  # the runtime has started: the count is fixed for this process
+                pass
+        if pools.get_intra_op_parallelism_threads() != threads:
+            notice(f"TensorFlow started earlier in this process with "
+                   f"{pools.get_intra_op_parallelism_threads()} threads; {threads} apply to a new process")
 
     def versions(self):
         return {"tensorflow": tf.__version__}

@@ -192,6 +192,9 @@ class TorchBackend(Backend):
         self.dtype = torch.float64 if type_config == "double" else torch.float32
         self.ops = TorchOps()
 
+    def set_threads(self, threads):
+        torch.set_num_threads(threads)
+
     def versions(self):
         return {"torch": torch.__version__}
 

@@ -1,0 +1,81 @@
+"""``--threads``: the default leaves out the CPUs other processes keep busy, and every
+backend that takes a count gets it (no timing checks: the speed is in docs/results/speed.md)."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from wganx.build import load_backend
+from wganx.errors import WganxError
+from wganx.threads import THREAD_VARS, busy_cpus, default_threads, resolve_threads, usable_cpus
+
+from conftest import available_backends
+
+
+def test_resolve_keeps_a_count_and_chooses_for_zero():
+    assert resolve_threads(None) is None and resolve_threads(3) == 3
+    assert 1 <= resolve_threads(0) <= usable_cpus() <= (os.cpu_count() or 1)
+    with pytest.raises(WganxError, match="--threads must not be negative, got -1"):
+        resolve_threads(-1)
+
+
+def test_a_busy_process_is_counted_and_the_default_leaves_its_cpu():
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # started and spinning: runnable in every sample from now on
+        assert busy_cpus() >= 1
+        assert default_threads() <= max(1, usable_cpus() - 1)
+    finally:
+        busy.kill()
+        busy.wait(timeout=10)
+
+
+@pytest.fixture
+def restore_threads(monkeypatch):
+    import torch
+
+    for var in THREAD_VARS:
+        monkeypatch.delenv(var, raising=False)  # monkeypatch restores what was there
+    before = torch.get_num_threads()
+    yield torch
+    torch.set_num_threads(before)
+
+
+def test_torch_gets_the_count_and_openmp_its_variables(restore_threads):
+    if "torch" not in available_backends():
+        pytest.skip("backend torch is not available")
+    load_backend("torch", threads=1)
+    assert restore_threads.get_num_threads() == 1
+    assert all(os.environ[var] == "1" for var in THREAD_VARS)
+
+
+def test_a_trainer_applies_its_config(tmp_path, restore_threads):
+    from test_safety import toy_config
+    from wganx.training import Trainer
+
+    if "torch" not in available_backends():
+        pytest.skip("backend torch is not available")
+    Trainer(toy_config(tmp_path / "run", backend="torch", threads=1)).close()
+    assert restore_threads.get_num_threads() == 1
+
+
+TF_SCRIPT = """
+import tensorflow as tf
+from wganx.build import load_backend
+load_backend("tensorflow", threads=1)
+tf.constant(1.0) + 1.0  # the runtime starts with the count
+print("intra", tf.config.threading.get_intra_op_parallelism_threads())
+load_backend("tensorflow", threads=2)  # too late for this process: told, not silently ignored
+"""
+
+
+def test_tensorflow_gets_the_count_before_its_runtime_starts():
+    if "tensorflow" not in available_backends():
+        pytest.skip("backend tensorflow is not available")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", TF_SCRIPT], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "intra 1" in proc.stdout
+    assert "TensorFlow started earlier in this process with 1 threads; 2 apply to a new process" in proc.stderr
