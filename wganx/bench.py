@@ -252,7 +252,7 @@ def limit_threads(n: int) -> None:
 GPU_PEAK_TFLOPS = (("H100 PCIe", (51.2, 378.0, 756.0)), ("H100", (67.0, 495.0, 989.0)),
                    ("H200", (67.0, 495.0, 989.0)), ("A100", (19.5, 156.0, 312.0)),
                    ("L40S", (91.6, 183.0, 362.0)), ("L4", (30.3, 60.0, 121.0)), ("A10", (31.2, 62.5, 125.0)))
-PEAK_MATMUL = 2048  # the CPU's peak: best of a few fp32 products of this size
+PEAK_MATMUL, PEAK_REPEATS = 2048, 12  # the CPU's peak: the best of 12 fp32 products of this size
 
 
 def count_flops(spec) -> dict:
@@ -279,7 +279,7 @@ def count_flops(spec) -> dict:
 
 
 def measure_peak(spec) -> dict:
-    """The device's fp32 peak: measured on the CPU (a large matrix product, best of 5, with the
+    """The device's fp32 peak: measured on the CPU (a large matrix product, best of 12, with the
     run's threads), the datasheet's on a known GPU."""
     if spec["context"] != "cpu":
         import torch
@@ -294,7 +294,7 @@ def measure_peak(spec) -> dict:
 
     a, b = torch.randn(PEAK_MATMUL, PEAK_MATMUL), torch.randn(PEAK_MATMUL, PEAK_MATMUL)
     best = float("inf")
-    for _ in range(6):
+    for _ in range(PEAK_REPEATS):
         t0 = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - t0)
