@@ -19,6 +19,10 @@ median over all its windows and rounds, with min, max and the windows listed. ``
 wganx / plain. The penalty's cost is the time of one critic step with ``gp`` against one
 with ``none``, for wganx and for the plain loop.
 
+Once per run, the work: the FLOPs of one generator iteration per configuration, counted from
+the ops torch runs (:func:`count_flops`), and the device's peak (:func:`measure_peak`), from
+which each row's FLOP/s and share of the peak follow.
+
 ``python benchmarks/speed.py`` runs the same code as ``wganx bench``.
 """
 from __future__ import annotations
@@ -251,7 +255,8 @@ def limit_threads(n: int) -> None:
 # torch reports; the first match wins, so the PCIe H100 comes before the SXM one.
 GPU_PEAK_TFLOPS = (("H100 PCIe", (51.2, 378.0, 756.0)), ("H100", (67.0, 495.0, 989.0)),
                    ("H200", (67.0, 495.0, 989.0)), ("A100", (19.5, 156.0, 312.0)),
-                   ("L40S", (91.6, 183.0, 362.0)), ("L4", (30.3, 60.0, 121.0)), ("A10", (31.2, 62.5, 125.0)))
+                   ("L40S", (91.6, 183.0, 362.0)), ("L40", (90.5, 181.0, 362.0)),
+                   ("L4", (30.3, 60.0, 121.0)), ("A10", (31.2, 62.5, 125.0)))
 PEAK_MATMUL, PEAK_REPEATS = 2048, 12  # the CPU's peak: the best of 12 fp32 products of this size
 
 
