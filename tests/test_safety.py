@@ -435,3 +435,17 @@ def test_generate_into_a_file_is_one_line(tmp_path, capsys):
                     "--monitor-path", tmp_path / "file")
     one_line_error(code, err, str(tmp_path / "file"))
     assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_generate_keeps_earlier_outputs_unless_told(tmp_path, capsys):
+    train(toy_config(tmp_path / "run", max_iter=1, save_interval=1))
+    ckpt = tmp_path / "run" / "params_000001.safetensors"
+    gen = ["generate", "--model-load-path", ckpt, "--monitor-path", tmp_path / "gen", "--num-images", "8"]
+    assert cli(capsys, *gen)[0] == 0
+    before = {name: (tmp_path / "gen" / name).read_bytes() for name in ("samples.npz", "generated.png")}
+    code, err = cli(capsys, *gen, "--seed", "1")
+    one_line_error(code, err, "already holds generated.png and samples.npz: replace with --overwrite")
+    assert {name: (tmp_path / "gen" / name).read_bytes() for name in before} == before
+    assert cli(capsys, *gen, "--seed", "1", "--format", "npz", "--overwrite")[0] == 0
+    assert (tmp_path / "gen" / "samples.npz").read_bytes() != before["samples.npz"]
+    assert (tmp_path / "gen" / "generated.png").read_bytes() == before["generated.png"]

@@ -241,7 +241,7 @@ def test_checkpoint_from_another_architecture_is_refused(tmp_path):
     assert out.returncode == 0, out.stderr
     arrays, meta = checkpoint.load(ckpt)  # a checkpoint whose weights do not fit the settings it names
     checkpoint.save(ckpt, arrays, dict(meta, config=dict(meta["config"], maps=4)))
-    out = run_cli("generate", "--model-load-path", ckpt, "--monitor-path", tmp_path / "gen")
+    out = run_cli("generate", "--model-load-path", ckpt, "--monitor-path", tmp_path / "gen", "--overwrite")
     assert out.returncode == 2 and "has shape" in out.stderr and "Traceback" not in out.stderr
 
 

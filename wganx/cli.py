@@ -155,6 +155,8 @@ def generate(model_load_path: Annotated[Path, typer.Option("--model-load-path", 
              num_images: Annotated[int, typer.Option("--num-images")] = 64,
              format: Annotated[str, typer.Option("--format", help="png, npz or both")] = "both",
              raw_weights: RawWeights = False,
+             overwrite: Annotated[bool, typer.Option(
+                 "--overwrite", help="replace generated.png / samples.npz already in --monitor-path")] = False,
              seed: Annotated[int, typer.Option("--seed")] = 0) -> int:
     """Sample from a checkpoint on any backend: an image tile and/or samples.npz."""
     from .generate import generate as run
@@ -163,7 +165,7 @@ def generate(model_load_path: Annotated[Path, typer.Option("--model-load-path", 
     check_choice("--format", format, ("png", "npz", "both"))
     result = run(model_load_path, monitor_path, backend=backend, context=context, device_id=device_id,
                  batch_size=batch_size, num_images=num_images, fmt=("png", "npz") if format == "both" else (format,),
-                 seed=seed, raw=raw_weights, threads=threads)
+                 seed=seed, raw=raw_weights, threads=threads, overwrite=overwrite)
     for path in result["written"].values():
         print(f"wrote {path}")
     return 0

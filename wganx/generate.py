@@ -33,13 +33,23 @@ def load_session(path, backend: Optional[str] = None, context: str = "cpu", devi
     return session, program, meta
 
 
+OUTPUTS = {"npz": "samples.npz", "png": "generated.png"}  # format -> file in the output folder
+
+
 def generate(model_load_path, monitor_path, *, backend=None, context="cpu", device_id=0, batch_size=64,
-             num_images=64, fmt=("png", "npz"), seed=0, raw=False, reg=None, threads=None) -> dict:
+             num_images=64, fmt=("png", "npz"), seed=0, raw=False, reg=None, threads=None,
+             overwrite=False) -> dict:
     """Write ``generated.png`` and/or ``samples.npz`` (``images`` (N, C, H, W) float32 in
     [-1, 1], or ``points`` (N, 2)) into ``monitor_path``; from the generator's moving average
-    when the checkpoint has one, unless ``raw``."""
+    when the checkpoint has one, unless ``raw``. Files already there are kept (an error
+    before any work) unless ``overwrite``."""
     if batch_size < 1 or num_images < 1:
         raise WganxError("--batch-size and --num-images must be at least 1")
+    out = Path(monitor_path)
+    there = [OUTPUTS[f] for f in fmt if (out / OUTPUTS[f]).exists()]
+    if there and not overwrite:
+        raise WganxError(f"{out} already holds {' and '.join(there)}: replace with --overwrite, "
+                         "or choose another --monitor-path")
     session, program, meta = load_session(model_load_path, backend, context, device_id, batch_size, reg, threads)
     rng = np.random.default_rng(seed)
     chunks, labels_all = [], []
@@ -51,17 +61,16 @@ def generate(model_load_path, monitor_path, *, backend=None, context="cpu", devi
         if labels is not None:
             labels_all.append(labels)
     samples = np.concatenate(chunks).astype(np.float32)
-    out = Path(monitor_path)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     key = "points" if meta["data_kind"] == "points" else "images"
     if "npz" in fmt:
         extra = {"labels": np.concatenate(labels_all)} if labels_all else {}
-        path = out / "samples.npz"
+        path = out / OUTPUTS["npz"]
         checkpoint.atomic_write(path, lambda tmp: np.savez(open(tmp, "wb"), **{key: samples}, **extra))
         written["npz"] = str(path)
     if "png" in fmt:
-        path = out / "generated.png"
+        path = out / OUTPUTS["png"]
         if key == "images":
             monitor.save_png(monitor.tile(samples), path)
         else:
