@@ -73,11 +73,13 @@ def test_shell_completion_lists_plugins_from_the_registry(tmp_path):
     assert ".bash_completions/wganx.sh" in (tmp_path / ".bashrc").read_text()
 
 
-def test_usage_errors_exit_2(capsys):
+def test_usage_errors_exit_2_in_one_line(capsys):
     code, _, err = wganx(capsys, "train", "--no-such-flag")
-    assert code == 2 and "No such option" in err
+    assert code == 2 and err == "wganx train: error: No such option: --no-such-flag (see: wganx train --help)\n"
     code, _, err = wganx(capsys, "train", "-b", "many")
-    assert code == 2 and "'-b' / '--batch-size'" in err
+    assert code == 2 and "'-b' / '--batch-size'" in err and len(err.splitlines()) == 1, err
+    code, _, err = wganx(capsys, "nosuch")
+    assert code == 2 and err == "wganx: error: No such command 'nosuch'. (see: wganx --help)\n"
     code, _, _ = wganx(capsys)
     assert code == 2  # no command: the help, and a usage status
 

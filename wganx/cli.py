@@ -401,8 +401,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
         else None
     try:
-        build_app()(args=argv, prog_name="wganx", standalone_mode=True)
-        return 0
+        code = build_app()(args=argv, prog_name="wganx", standalone_mode=False)
+        return code if isinstance(code, int) else 0  # every command raises typer.Exit(status)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except WganxError as exc:
@@ -419,6 +419,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"wganx {name}: stopped by {signal.Signals(signum).name}; files already written are intact",
               file=sys.stderr)
         return 128 + signum
+    except Exception as exc:  # noqa: BLE001 - click's usage errors (typer vendors its own click)
+        if not callable(getattr(exc, "format_message", None)) or not isinstance(getattr(exc, "exit_code", None), int):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":  # plain "wganx": the help itself
+            exc.show()
+            return exc.exit_code
+        path = getattr(getattr(exc, "ctx", None), "command_path", None) or "wganx"
+        print(f"{path}: error: {' '.join(exc.format_message().split())} (see: {path} --help)", file=sys.stderr)
+        return exc.exit_code
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
