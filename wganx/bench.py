@@ -274,7 +274,7 @@ def count_flops(spec) -> dict:
         with FlopCounter() as critic:
             runner.critic_step()
             runner.sync()
-        out[f"critic_{regularizer}"], out["n_critic"] = critic.total, spec["n_critic"]
+        out[f"critic_{regularizer}"] = critic.total
         if regularizer == "gp":
             with FlopCounter() as whole:
                 runner.iteration()
@@ -479,7 +479,7 @@ def run(args, progress=print) -> dict:
                         res = _run_job(dict(job, variant="plain"), args.timeout, args.in_process)
                         res["variant"], res["round"], res["load"] = job["variant"], r, list(os.getloadavg())
                         runs.append(res)
-    results = _aggregate(runs, work, peak)
+    results = _aggregate(runs, work, peak, {name: _spec_for(name, args)["n_critic"] for name in configs})
     return {"schema": "wganx-bench/2", "started": started,
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": _machine(args), "versions": _versions(backends),
@@ -495,7 +495,7 @@ def run(args, progress=print) -> dict:
             "peak": peak, "work": work, "results": results, "runs": runs}
 
 
-def _aggregate(runs, work=None, peak=None) -> List[dict]:
+def _aggregate(runs, work=None, peak=None, n_critic=None) -> List[dict]:
     keys = []
     for x in runs:
         key = (x["backend"], x["config"])
@@ -525,19 +525,17 @@ def _aggregate(runs, work=None, peak=None) -> List[dict]:
         med = {v: e["its_per_s"]["median"] for v, e in row["variants"].items() if e["its_per_s"]}
         if "plain" in med:
             row["ratio"] = {v: med[v] / med["plain"] for v in med if v != "plain"}
-        _add_work(row, med, (work or {}).get(config) or {}, peak or {})
+        _add_work(row, med, (n_critic or {}).get(config), (work or {}).get(config) or {}, peak or {})
         out.append(row)
     return out
 
 
-def _add_work(row, med, counted, peak) -> None:
+def _add_work(row, med, n_critic, counted, peak) -> None:
     """FLOP/s, share of the peak(s) and the penalty's shares of the FLOPs and of the time."""
-    n_critic = counted.get("n_critic")
     for variant, entry in row["variants"].items():
         c = entry.get("critic_step_ms")
-        if c and variant in med:  # n_critic critic steps' worth of penalty in one iteration's time
-            entry["penalty_time_share"] = n_critic * (c["gp"] - c["none"]) / (1000.0 / med[variant]) \
-                if n_critic else None
+        if c and variant in med and n_critic:  # n_critic steps' worth of penalty in one iteration's time
+            entry["penalty_time_share"] = n_critic * (c["gp"] - c["none"]) / (1000.0 / med[variant])
     if not counted.get("ok") or not counted.get("iteration"):
         return
     flops = counted["iteration"]

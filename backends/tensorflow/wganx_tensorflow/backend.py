@@ -443,17 +443,12 @@ class TensorFlowBackend(Backend):
         self.ops = TensorFlowOps()
 
     def set_threads(self, threads):
-        pools = tf.config.threading
-        if pools.get_intra_op_parallelism_threads() in (0, threads):  # 0: not set (the env var, if any)
-            try:
-                pools.set_intra_op_parallelism_threads(threads)
-                pools.set_inter_op_parallelism_threads(threads)
-                return
-            except RuntimeError:  # the runtime has started: the count is fixed for this process
-                pass
-        if pools.get_intra_op_parallelism_threads() != threads:
-            notice(f"TensorFlow started earlier in this process with "
-                   f"{pools.get_intra_op_parallelism_threads()} threads; {threads} apply to a new process")
+        try:  # setting the count the runtime already has is a no-op, another one raises
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            notice(f"TensorFlow's runtime started earlier in this process; --threads {threads} "
+                   "applies to a new process")
 
     def versions(self):
         return {"tensorflow": tf.__version__}
