@@ -13,6 +13,7 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 
+from .distributed import AUTO, NONE, SINGLE, Replicas, check_engine
 from .ops import Ops
 from .program import Program
 
@@ -78,6 +79,11 @@ class Session(abc.ABC):
     def input_gradient(self, x: np.ndarray, labels: Optional[np.ndarray] = None) -> np.ndarray:
         """``d sum D(x) / dx`` through ``ops.input_grad``, in the session's dtype."""
 
+    def any_replica(self, flag: bool) -> bool:
+        """True on every replica when ``flag`` is true on any (a collective: every process
+        calls it at the same point); lets all replicas stop after the same iteration."""
+        return bool(flag)
+
 
 class Backend(abc.ABC):
     """A deep-learning framework behind the ops and the steps.
@@ -92,6 +98,9 @@ class Backend(abc.ABC):
 
     name = "abstract"
     ops: Ops
+    #: the data-parallel engines (:data:`wganx.distributed.ENGINES`) this backend runs on
+    engines: tuple = ()
+    replicas: Replicas = SINGLE
 
     def __init__(self, context: str = "cpu", device_id: int = 0, type_config: str = "float"):
         from .errors import WganxError
@@ -106,6 +115,29 @@ class Backend(abc.ABC):
         """Give the framework's CPU kernels ``threads`` intra-op threads; called by the core
         right after construction. The core has set :data:`wganx.threads.THREAD_VARS` before
         the framework loaded; override this where the framework takes the count at run time."""
+
+    def replicate(self, engine: str = AUTO, *, sync_batch_norm: bool = True) -> Replicas:
+        """Join the data-parallel job ``engine`` names (``auto``: the one this process was
+        launched into, if any), before :meth:`compile`; sets and returns :attr:`replicas`.
+
+        A backend with engines overrides :meth:`_start_engine`; batch norm in training mode
+        then uses the statistics of the global batch when ``sync_batch_norm``. Calling it
+        again keeps the job and changes only ``sync_batch_norm``.
+        """
+        check_engine(self.name, self.engines, engine)
+        if engine != NONE and not self.replicas.parallel:
+            self.replicas = self._start_engine(engine)
+        self.ops.sync_batch_norm = bool(sync_batch_norm) and self.replicas.parallel
+        return self.replicas
+
+    def _start_engine(self, engine: str) -> Replicas:
+        """Start or join ``engine`` (``auto``: the launcher's, else stay alone)."""
+        return SINGLE
+
+    def shutdown(self, finished: bool = True) -> None:
+        """Leave the data-parallel job; ``finished``: every replica reached the same end
+        (so a barrier cannot hang). The core calls it at the end of training; calling it
+        again does nothing."""
 
     @abc.abstractmethod
     def compile(self, program: Program, seed: int = 0) -> Session:

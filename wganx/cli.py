@@ -107,7 +107,7 @@ def train(config_file: Optional[Path] = None, quiet: bool = False, **given) -> i
         values["progress"] = False
     config, recommended = from_user(values)
     result = run_training(config, recommended=recommended)
-    if not quiet:
+    if not quiet and result["writer"]:  # one summary per data-parallel job
         summary = ", ".join(f"{k} {v:.4g}" for k, v in result["losses"].items() if k != "iteration")
         print(f"{result['status']} at iteration {result['iteration']}: {summary}")
         print(f"results in {config.monitor_path} (checkpoint {result['checkpoint']})")

@@ -12,6 +12,7 @@ import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Optional
 
+from .distributed import ENGINES
 from .errors import WganxError, check_choice
 
 CONTEXTS = ("cpu", "cuda", "cudnn")  # NNabla's extension contexts, on every backend
@@ -30,6 +31,11 @@ class TrainConfig:
     threads: int = field(default=0, metadata={
         "help": "CPU threads of torch's and TensorFlow's kernels (NNabla's CPU kernels use one); "
                 "0: the CPUs no other process keeps busy when the run starts", "shown_default": "0"})
+    distribute: str = field(default="auto", metadata={
+        "help": "data-parallel engine: auto joins the job torchrun or mpirun started; mirrored and "
+                "multi-worker are tf.distribute's (docs: Scaling out)", "choices": ENGINES})
+    sync_batch_norm: bool = field(default=True, metadata={
+        "help": "data-parallel batch norm uses the global batch's statistics (as one process does)"})
     # -- the model --
     arch: str = field(default="nnabla-cifar", metadata={"help": "architecture plugin"})
     up: str = field(default="nearest", metadata={"help": "upsampler of generators built from upsampling blocks"})
@@ -47,7 +53,8 @@ class TrainConfig:
     allow_critic_batch_norm: bool = field(default=False, metadata={
         "help": "permit a batch-norm critic with an input-gradient penalty (not recommended)"})
     # -- optimisation --
-    batch_size: int = field(default=64, metadata={"help": "batch size", "flags": ("-b",)})
+    batch_size: int = field(default=64, metadata={"help": "batch size (data-parallel: the global batch, "
+                                                          "split over the replicas)", "flags": ("-b",)})
     max_iter: int = field(default=100000, metadata={"help": "generator iterations", "flags": ("-i",)})
     n_critic: int = field(default=5, metadata={"help": "critic steps per generator step"})
     critic_schedule: str = field(default="constant", metadata={
@@ -182,7 +189,7 @@ def _checked(path: str, key: str, value, base: str):
 
 # The panels of ``wganx train --help``, in the order of the fields above; every field is in one.
 SECTIONS = {
-    "Device": ("backend", "context", "device_id", "type_config", "threads"),
+    "Device": ("backend", "context", "device_id", "type_config", "threads", "distribute", "sync_batch_norm"),
     "Model": ("arch", "up", "maps", "latent", "image_size", "critic_norm", "conditional"),
     "Objective": ("loss", "regularizer", "lambda_", "allow_critic_batch_norm"),
     "Optimisation": ("batch_size", "max_iter", "n_critic", "critic_schedule", "optimizer", "lrg", "lrd", "beta1",

@@ -43,8 +43,17 @@ def check_choice(flag: str, value, allowed) -> None:
         raise WganxError(f"{flag} must be one of {', '.join(map(str, allowed))}, got {value!r}")
 
 
+_NOTICES = {"on": True}
+
+
+def silence_notices() -> None:
+    """Keep :func:`notice` quiet in this process (a data-parallel replica that does not write)."""
+    _NOTICES["on"] = False
+
+
 def notice(message: str) -> None:
     """Tell the user, in one line on stderr, something wganx did for them (not an error)."""
     import sys
 
-    print(f"wganx: {message}", file=sys.stderr, flush=True)
+    if _NOTICES["on"]:
+        print(f"wganx: {message}", file=sys.stderr, flush=True)

@@ -60,6 +60,9 @@ class Ops(abc.ABC):
     """The contract every backend's ops meet; the parity suite is its acceptance test."""
 
     name = "abstract"
+    #: set by :meth:`wganx.backend.Backend.replicate`: batch norm in training mode takes the
+    #: mean and variance of the global batch, over every replica (differentiably)
+    sync_batch_norm = False
 
     # -- layers ---------------------------------------------------------------------------
     @abc.abstractmethod

@@ -22,7 +22,8 @@ from . import __version__, checkpoint, monitor
 from .build import initial_arrays, load_backend, make_program, step_inputs, with_ema
 from .config import TrainConfig, flag_name
 from .data import Prefetcher
-from .errors import BackendUnavailableError, Interrupted, WganxError, notice
+from .distributed import ReplicaLost, check_launch, local_batch, process_index
+from .errors import BackendUnavailableError, Interrupted, WganxError, notice, silence_notices
 from .optim import OptimizerConfig
 from .program import EMA_PREFIX, ema_name
 from .progress import TrainingProgress
@@ -39,7 +40,8 @@ EVAL_STREAM = 4
 # Settings a resumed run must keep (else it continues another model), and those it may change
 # without a word (extending max_iter is what resuming is for).
 RESUME_MUST_KEEP = ("arch", "up", "maps", "latent", "image_size", "critic_norm", "conditional", "dataset")
-RESUME_MAY_CHANGE = ("resume", "overwrite", "max_iter", "progress", "monitor_path", "raw_weights", "threads")
+RESUME_MAY_CHANGE = ("resume", "overwrite", "max_iter", "progress", "monitor_path", "raw_weights", "threads",
+                     "distribute")
 
 
 class TrainingDiverged(WganxError):
@@ -105,6 +107,8 @@ class Trainer:
 
     Everything that can be refused is checked before the heavy work (loading data,
     compiling): the settings, the plugin names, the run folder, the checkpoint to resume.
+    In a data-parallel job only the writer (process 0, :mod:`wganx.distributed`) checks,
+    locks and writes the run folder; the other processes read the checkpoint they resume.
     """
 
     def __init__(self, config: TrainConfig, reg=None, recommended: Optional[dict] = None):
@@ -113,23 +117,39 @@ class Trainer:
         self.recommended = dict(recommended or {})  # the plugins' defaults in config (for config.json)
         self.folder = Path(config.monitor_path)
         self._check_names()
-        self.run_folder = RunFolder(self.folder, resume=self._resumes_in_place(), overwrite=config.overwrite)
+        self.writer = process_index() == 0
+        if not self.writer:
+            silence_notices()
+        self.run_folder = RunFolder(self.folder, resume=self._resumes_in_place(), overwrite=config.overwrite) \
+            if self.writer else None
         try:
             self._setup()
         except BaseException:
-            self.run_folder.close(failed=True)
+            self._release(failed=True)
             raise
+
+    def _release(self, failed: bool = False):
+        if self.run_folder is not None:
+            self.run_folder.close(failed=failed)
 
     def _setup(self):
         config = self.config
         resumed = self._read_resume_checkpoint()
-        self.evaluator = self._evaluator(resumed[2]["iteration"] if resumed is not None else None)
-        self.dataset = load_dataset(config, self.reg)
-        self.program = build_program(config, tuple(self.dataset.sample_shape), self.dataset.kind,
-                                     self.dataset.num_classes, self.reg)
+        self.evaluator = self._evaluator(resumed[2]["iteration"] if resumed is not None else None) \
+            if self.writer else None
         self.backend = load_backend(config.backend, config.context, config.device_id, config.type_config, self.reg,
                                     config.threads)
-        self.session = self.backend.compile(self.program, seed=config.seed)
+        try:
+            self.replicas = self.backend.replicate(config.distribute, sync_batch_norm=config.sync_batch_norm)
+            check_launch(config.backend, self.replicas)
+            local_batch(config.batch_size, self.replicas)
+            self.dataset = load_dataset(config, self.reg)
+            self.program = build_program(config, tuple(self.dataset.sample_shape), self.dataset.kind,
+                                         self.dataset.num_classes, self.reg)
+            self.session = self.backend.compile(self.program, seed=config.seed)
+        except BaseException:
+            self.backend.shutdown(finished=False)
+            raise
         self.rng = np.random.default_rng(config.seed)
         self.iteration, self.batches_read = 0, 0
         if resumed is not None:
@@ -170,8 +190,10 @@ class Trainer:
             raise BackendUnavailableError(f"backend {cfg.backend!r} is unavailable: {why}")
 
     def close(self):
-        """Release the run folder's lock (:meth:`run` does it on its way out)."""
-        self.run_folder.close()
+        """Release the run folder's lock and leave the data-parallel job (:meth:`run` does
+        both on its way out)."""
+        self._release()
+        self.backend.shutdown(finished=False)
 
     # -- resume ------------------------------------------------------------------------------
     def _resumes_in_place(self) -> bool:
@@ -233,26 +255,36 @@ class Trainer:
         checkpoints as they were. A write that fails (a full disk) is a WganxError naming
         the last good checkpoint.
         """
+        finished = False
         try:
-            return self._run()
+            result = self._run()
+            finished = True
+            return result
         except OSError as exc:
-            where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
             raise WganxError(f"training stopped at iteration {self.iteration}: could not write "
-                             f"{exc.filename or self.folder}: {describe_os_error(exc)}{where}") from None
+                             f"{exc.filename or self.folder}: {describe_os_error(exc)}{self._last_good()}") from None
+        except ReplicaLost as exc:
+            raise ReplicaLost(f"training stopped at iteration {self.iteration}: {exc}{self._last_good()}") from None
         finally:
-            self.run_folder.close()
+            self._release()
+            self.backend.shutdown(finished=finished)
+
+    def _last_good(self) -> str:
+        return f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
 
     def _run(self) -> Dict:
         cfg = self.config
         if self.recommended:
             notice(f"{cfg.dataset} / {cfg.arch} recommend: " + ", ".join(
                 f"{flag_name(k)} {v}" for k, v in self.recommended.items()) + " (a flag overrides each)")
-        (self.folder / "samples").mkdir(exist_ok=True)
-        self._write_config()
-        log = monitor.LossLog(self.folder, resume_from=self.iteration if self.last_checkpoint else None)
-        board = monitor.TensorBoard(self.folder) if cfg.tensorboard else None
+        log = board = None
+        if self.writer:
+            (self.folder / "samples").mkdir(exist_ok=True)
+            self._write_config()
+            log = monitor.LossLog(self.folder, resume_from=self.iteration if self.last_checkpoint else None)
+            board = monitor.TensorBoard(self.folder) if cfg.tensorboard else None
         data = Prefetcher(self.dataset.stream(cfg.batch_size, cfg.seed, self.batches_read))
-        progress = TrainingProgress(cfg.max_iter, self.iteration, enabled=cfg.progress,
+        progress = TrainingProgress(cfg.max_iter, self.iteration, enabled=cfg.progress and self.writer,
                                     description=f"wganx {cfg.backend}")
         start, elapsed0 = time.perf_counter(), self._elapsed_before(log)
         status, last = "finished", {}
@@ -261,24 +293,27 @@ class Trainer:
             try:
                 for i in range(self.iteration, cfg.max_iter):
                     last = self._iteration(i, data, log, board, progress, interrupted, elapsed0 - start) or last
+                    if self.replicas.processes > 1 and self.session.any_replica(bool(interrupted.signal)):
+                        interrupted.signal = interrupted.signal or signal.SIGTERM  # another replica was stopped
                     if interrupted.signal:
                         raise Interrupted(interrupted.signal)
             except Interrupted as stop:
                 status = "interrupted"
-                if not stop.at_once and self.saved_iteration != self.iteration:
+                if not stop.at_once and self.saved_iteration != self.iteration and self.writer:
                     self.save(log)
             finally:
                 data.close()
                 progress.close()
                 if board is not None:
                     board.close()
-            log.plot()
+            if log is not None:
+                log.plot()
         except Interrupted:  # a second signal while saving or plotting: what is on disk stays
             status = "interrupted"
         finally:
             interrupted.restore()
         return {"status": status, "iteration": self.iteration, "checkpoint": str(self.last_checkpoint),
-                "losses": last, "signal": interrupted.signal}
+                "losses": last, "signal": interrupted.signal, "writer": self.writer}
 
     def _iteration(self, i, data, log, board, progress, interrupted, clock_offset) -> Optional[Dict[str, float]]:
         """Generator iteration ``i``: its critic steps, its generator step, and what is due
@@ -292,7 +327,8 @@ class Trainer:
         self.iteration = done = i + 1
         if done % cfg.log_interval == 0 or done == cfg.max_iter or interrupted.signal:
             row = self._log(log, board, done, critic, gen, clock_offset + time.perf_counter())
-        saved = self.save(log) if done % cfg.save_interval == 0 or done == cfg.max_iter else None
+        due = done % cfg.save_interval == 0 or done == cfg.max_iter
+        saved = self.save(log) if due and self.writer else None
         progress.update(done, row, saved)
         if self.evaluator is not None and (done % cfg.eval_interval == 0 or done == cfg.max_iter):
             from .evaluate import session_generator
@@ -303,7 +339,7 @@ class Trainer:
 
     @staticmethod
     def _elapsed_before(log) -> float:
-        return log.rows[-1]["elapsed_s"] if log.rows else 0.0
+        return log.rows[-1]["elapsed_s"] if log is not None and log.rows else 0.0
 
     def _log(self, log, board, iteration, critic, gen, elapsed) -> Dict[str, float]:
         c, g = self.session.fetch(critic), self.session.fetch(gen)
@@ -312,9 +348,11 @@ class Trainer:
                "wasserstein_estimate": c["wasserstein"], "elapsed_s": round(elapsed, 3)}
         bad = [k for k, v in row.items() if not math.isfinite(v)]
         if bad:
-            where = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
             raise TrainingDiverged(f"training diverged at iteration {iteration}: {', '.join(bad)} "
-                                   f"is {row[bad[0]]}{where}. Try a lower learning rate or another regularizer.")
+                                   f"is {row[bad[0]]}{self._last_good()}. Try a lower learning rate or another "
+                                   "regularizer.")
+        if log is None:  # a replica that does not write
+            return row
         log.add(row)
         if board is not None:
             board.add(iteration, {k: v for k, v in row.items() if k not in ("iteration", "elapsed_s")})
@@ -330,6 +368,8 @@ class Trainer:
                     "name": self.config.dataset, "samples": len(self.dataset),
                     "sample_shape": list(self.dataset.sample_shape), "classes": self.dataset.num_classes},
                 "penalty_weight": self.program.penalty_weight, "seed": self.config.seed,
+                "replicas": {"engine": self.replicas.engine, "replicas": self.replicas.size,
+                             "processes": self.replicas.processes},
                 "recommended_by_plugins": self.recommended,
                 "started_at_iteration": self.iteration,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

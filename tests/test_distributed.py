@@ -1,0 +1,250 @@
+"""Data-parallel training on each framework's own engine (docs/scaling.rst).
+
+N replicas must compute what one process computes: ``replicas_worker.py`` runs, in every
+process of a real launch (torchrun with gloo; TensorFlow's MultiWorkerMirroredStrategy with
+two localhost workers; MirroredStrategy over two logical CPUs), a data-parallel session and a
+one-process session side by side on the same global batches and reports their differences.
+Bounds: float64 1e-8 relative (round-off of a different summation order), float32 1e-5
+(the toy MLP; a model with batch norm has zero-gradient biases whose float32 round-off Adam
+amplifies in one process already, so it is held in float64). Every launch is bounded in
+time and its processes are killed by PID.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wganx import checkpoint
+from wganx.cli import main as cli_main
+from wganx.distributed import Replicas, check_engine, check_launch, launched_by, local_batch, replica_slice
+from wganx.errors import WganxError
+
+from conftest import available_backends
+
+HERE = Path(__file__).resolve().parent
+WORKER = HERE / "replicas_worker.py"
+BOUND = {"double": 1e-8, "float": 1e-5}
+LAUNCH_TIMEOUT = 240
+TOY = ["--backend", "torch", "--dataset", "8gaussians", "--arch", "mlp", "--maps", "8", "--latent", "2", "-b", "16",
+       "--log-interval", "1", "--save-interval", "2", "--num-samples", "16", "--no-progress", "--threads", "1"]
+needs_torch = pytest.mark.skipif("torch" not in available_backends(), reason="torch backend not installed")
+needs_tf = pytest.mark.skipif("tensorflow" not in available_backends(), reason="tensorflow backend not installed")
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+
+
+# -- processes, bounded and killed by PID ------------------------------------------------------
+def descendants(pid: int) -> list:
+    """PIDs of every process below ``pid`` (from /proc)."""
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_all(proc):
+    for pid in [proc.pid] + descendants(proc.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def start(args, env=None, cwd=None):
+    full = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE), **(env or {}))
+    return subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=full, cwd=cwd, start_new_session=True)
+
+
+def finish(proc, timeout=LAUNCH_TIMEOUT):
+    """``(returncode, stdout, stderr)``; a launch that outlives ``timeout`` fails the test."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_all(proc)
+        out, err = proc.communicate()
+        pytest.fail(f"the launch did not end within {timeout} s:\n{err[-3000:]}")
+    finally:
+        kill_all(proc)  # whatever a launcher left behind
+    return proc.returncode, out, err
+
+
+def worker_results(out: Path, processes: int) -> list:
+    return [json.loads(Path(f"{out}.{i}.json").read_text()) for i in range(processes)]
+
+
+def check_equal(results: list, replicas: int):
+    """Every process of the job matched its one-process session, and without synchronised
+    batch norm the generator's statistics (per replica) really do differ."""
+    for result in results:
+        for label, r in result.items():
+            assert r["replicas"] == replicas, label
+            type_config = label.split("/")[1]
+            if "local batch norm" in label:
+                assert r["scalars"] > 1e-3, (label, r)  # what --no-sync-batch-norm changes
+                continue
+            bound = BOUND[type_config]
+            assert r["scalars"] <= bound and r["gradient"] <= bound and r["state"] <= bound, (label, r)
+
+
+# -- the core's part, in this process ----------------------------------------------------------
+def test_global_batch_slices_and_divides():
+    inputs = {"z": np.arange(8).reshape(8, 1), "real": np.arange(16).reshape(8, 2)}
+    parts = [replica_slice(inputs, i, 4) for i in range(4)]
+    assert np.array_equal(np.concatenate([p["z"] for p in parts]), inputs["z"])
+    assert np.array_equal(parts[1]["real"], inputs["real"][2:4])
+    assert local_batch(64, Replicas(size=8, engine="torchrun")) == 8
+    with pytest.raises(WganxError, match=r"--batch-size 30 is the global batch and must divide by the 4 replicas.*try 32"):
+        local_batch(30, Replicas(size=4, engine="torchrun"))
+
+
+def test_launchers_are_recognised(monkeypatch):
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "TORCHELASTIC_RUN_ID", "OMPI_COMM_WORLD_SIZE",
+                 "OMPI_COMM_WORLD_RANK", "PMI_SIZE", "PMI_RANK", "PMIX_SIZE", "PMIX_RANK", "TF_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    assert launched_by() is None
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "3")
+    assert launched_by() == ("mpirun", 4, 3)
+    monkeypatch.delenv("OMPI_COMM_WORLD_SIZE")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    assert launched_by() == ("TF_CONFIG", 2, 1)
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(WganxError, match="TF_CONFIG is not valid JSON"):
+        launched_by()
+    monkeypatch.delenv("TF_CONFIG")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("RANK", "1")
+    assert launched_by() == ("torchrun", 2, 1)
+    # two processes of torchrun must not each train alone on a backend that cannot join them
+    with pytest.raises(WganxError, match="one of 2 that torchrun started, but backend 'nnabla' runs them as 1 job"):
+        check_launch("nnabla", Replicas())
+
+
+def test_engines_are_checked():
+    check_engine("torch", ("torchrun",), "auto")
+    with pytest.raises(WganxError, match=r"backend 'torch' cannot run data-parallel with --distribute mirrored; "
+                                         r"its engines: torchrun"):
+        check_engine("torch", ("torchrun",), "mirrored")
+    with pytest.raises(WganxError, match="--distribute must be one of auto, none"):
+        check_engine("torch", ("torchrun",), "horovod")
+
+
+@needs_torch
+def test_cli_names_the_engines_in_one_line(tmp_path, capsys):
+    code = cli_main(["train", *TOY, "-i", "1", "--distribute", "mirrored", "--monitor-path", tmp_path / "a"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "its engines: torchrun" in err
+    code = cli_main(["train", *TOY, "-i", "1", "--distribute", "torchrun", "--monitor-path", tmp_path / "b"])
+    err = capsys.readouterr().err
+    assert code == 2 and "start wganx with torchrun" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # a failed start leaves nothing
+
+
+# -- torchrun, 2 processes with gloo -----------------------------------------------------------
+@needs_torch
+def test_torchrun_replicas_equal_one_process(tmp_path):
+    code, _, err = finish(start([*TORCHRUN, WORKER, "torch", "auto", tmp_path / "r"]))
+    assert code == 0, err[-3000:]
+    check_equal(worker_results(tmp_path / "r", 2), replicas=2)
+
+
+def losses(folder: Path) -> np.ndarray:
+    rows = (folder / "losses.csv").read_text().splitlines()[1:]
+    return np.array([[float(v) for v in row.split(",")[1:-1]] for row in rows])  # without elapsed_s
+
+
+def assert_same_state(a_path: Path, b_path: Path, bound: float):
+    a, b = checkpoint.load(a_path)[0], checkpoint.load(b_path)[0]
+    assert sorted(a) == sorted(b)
+    for k in b:
+        scale = max(float(np.max(np.abs(b[k]))), 1e-6)
+        assert float(np.max(np.abs(a[k] - b[k]))) <= bound * scale, k
+
+
+@needs_torch
+def test_torchrun_training_resumes_one_process_run_exactly(tmp_path, capsys):
+    """``torchrun -m wganx train`` continues a one-process checkpoint on 2 ranks: its losses and
+    weights equal an uninterrupted one-process run's, and only rank 0 wrote."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert cli_main(["train", *TOY, "-i", "4", "--monitor-path", straight]) == 0
+    assert cli_main(["train", *TOY, "-i", "2", "--monitor-path", split]) == 0
+    capsys.readouterr()
+    code, out, err = finish(start([*TORCHRUN, "-m", "wganx", "train", *TOY, "-i", "4", "--resume",
+                                   "--monitor-path", split]))
+    assert code == 0, err[-3000:]
+    assert out.count("finished at iteration 4") == 1, out  # one summary: rank 0's
+    assert "Traceback" not in err
+    assert sorted(os.listdir(split)) == sorted(os.listdir(straight))  # no second writer's files
+    info = json.loads((split / "config.json").read_text())
+    assert info["replicas"] == {"engine": "torchrun", "replicas": 2, "processes": 2}
+    assert info["history"][0]["replicas"]["processes"] == 1
+    a, b = losses(split), losses(straight)
+    assert a.shape == b.shape == (4, 5)
+    assert np.max(np.abs(a - b) / (np.abs(b) + 1e-6)) <= BOUND["float"]
+    assert_same_state(split / "params_000004.safetensors", straight / "params_000004.safetensors", BOUND["float"])
+
+
+def wait_for(path: Path, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            kill_all(proc)
+            pytest.fail(f"{path} did not appear: {proc.communicate()[1][-3000:]}")
+        time.sleep(0.2)
+
+
+def rank_pid(proc, rank: int) -> int:
+    for pid in descendants(proc.pid):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in env and b"TORCHELASTIC_RUN_ID" in b"".join(env):
+            return pid
+    pytest.fail(f"no process of rank {rank} under {proc.pid}")
+
+
+@needs_torch
+@pytest.mark.parametrize("fault", ["rank 1 killed", "Ctrl-C"])
+def test_torchrun_faults_end_every_rank_and_keep_the_checkpoint(tmp_path, fault):
+    """A rank killed with SIGKILL, or Ctrl-C (SIGINT to every process, as a terminal sends
+    it): the job ends within a bounded time, and every checkpoint on disk loads."""
+    run = tmp_path / "run"
+    proc = start([*TORCHRUN, "-m", "wganx", "train", *TOY, "-i", "100000", "--monitor-path", run])
+    wait_for(run / "params_000002.safetensors", proc)
+    began = time.monotonic()
+    if fault == "Ctrl-C":
+        for pid in [proc.pid] + descendants(proc.pid):
+            os.kill(pid, signal.SIGINT)
+    else:
+        os.kill(rank_pid(proc, 1), signal.SIGKILL)
+    code, _, err = finish(proc, timeout=90)
+    assert code != 0
+    assert time.monotonic() - began < 90
+    if fault == "rank 1 killed":
+        lines = [ln for ln in err.splitlines() if ln.startswith("wganx train:")]
+        assert lines and ("failed" in lines[0] or "stopped by SIGTERM" in lines[0]), err[-3000:]
+    saved = checkpoint.checkpoints(run)
+    assert saved
+    for path in saved:
+        arrays, meta = checkpoint.load(path)
+        assert meta["iteration"] >= 2
