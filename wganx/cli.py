@@ -212,6 +212,9 @@ def _terminal_width() -> int:
 def parity(backends: Annotated[Optional[List[str]], typer.Option(
                "--backend", help="backend to include (repeatable; default: all available)",
                autocompletion=_completer("backend"))] = None,
+           case: Annotated[Optional[List[str]], typer.Option(
+               "--case", help="only the cases whose label contains this text (repeatable; default: every case)")
+           ] = None,
            json_output: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> int:
     """Compare losses, penalties, gradients and short trajectories across the installed backends."""
     from . import parity as P
@@ -220,7 +223,7 @@ def parity(backends: Annotated[Optional[List[str]], typer.Option(
         if not json_output:
             print(f"  {label}", file=sys.stderr)
 
-    report = P.run(backends or [], progress=progress)
+    report = P.run(backends or [], cases=P.select_cases(case) if case else None, progress=progress)
     print(json.dumps(report.as_dict(), indent=2) if json_output else P.format_table(report))
     return 0 if report.passed else 1
 
