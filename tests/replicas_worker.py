@@ -1,6 +1,6 @@
 """N replicas against one process: run by ``tests/test_distributed.py`` under a launcher.
 
-``python replicas_worker.py BACKEND ENGINE OUT`` builds, in every process, a
+``python replicas_worker.py BACKEND ENGINE OUT [all|synced]`` builds, in every process, a
 data-parallel session (``Backend.replicate(ENGINE)``) and a one-process session of the same
 program from the same initial state, feeds both the same global batches drawn by the core,
 and after a few iterations (critic steps, then a generator step) writes to ``OUT.<process>.json``
@@ -87,9 +87,9 @@ def compare(case: Case, parallel, alone) -> dict:
 RUNS = (("double", True, ("mlp", "nnabla-cifar")), ("double", False, ("nnabla-cifar",)), ("float", True, ("mlp",)))
 
 
-def main(backend_name, engine, out):
+def main(backend_name, engine, out, runs="all"):
     results, process, started = {}, 0, []
-    for type_config, sync, cases in RUNS:
+    for type_config, sync, cases in RUNS if runs == "all" else [r for r in RUNS if r[1]]:
         parallel = load_backend(backend_name, type_config=type_config)
         process = parallel.replicate(engine, sync_batch_norm=sync).process
         started.append(parallel)

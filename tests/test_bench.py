@@ -74,6 +74,23 @@ def test_quick_subprocess_worker(tmp_path):
     assert "ratio" not in report["results"][0]  # no plain run to divide by
 
 
+@pytest.mark.skipif(not _installed("torch"), reason="torch is not installed")
+def test_quick_data_parallel_under_torchrun(tmp_path):
+    """``--replicas 2``: the data-parallel variant runs under torchrun (2 ranks, each with the
+    configuration's batch) and the report gives its scaling efficiency against one replica."""
+    args = _args(tmp_path, "--backend", "torch", "--config", "toy-mlp", "--variant", "wganx", "--no-penalty",
+                 "--replicas", "2")
+    assert bench.command(**args) == 0
+    report = json.loads((tmp_path / "bench.json").read_text())
+    runs = {run["variant"]: run for run in report["runs"]}
+    assert set(runs) == {"wganx", "data-parallel"} and runs["data-parallel"]["replicas"] == 2
+    (row,) = report["results"]
+    med = {v: e["its_per_s"]["median"] for v, e in row["variants"].items()}
+    assert row["scaling"] == {"replicas": 2, "efficiency": pytest.approx(med["data-parallel"] / med["wganx"])}
+    table = (tmp_path / "bench.md").read_text()
+    assert "| scaling efficiency |" in table and "| torch | toy-mlp | 2 |" in table
+
+
 @pytest.mark.parametrize("backend", ["tensorflow", "nnabla"])
 def test_quick_other_backends(tmp_path, backend):
     from wganx.plugins import registry

@@ -248,3 +248,129 @@ def test_torchrun_faults_end_every_rank_and_keep_the_checkpoint(tmp_path, fault)
     for path in saved:
         arrays, meta = checkpoint.load(path)
         assert meta["iteration"] >= 2
+
+
+# -- tf.distribute: MirroredStrategy over 2 logical CPUs, MultiWorkerMirroredStrategy on localhost
+def free_ports(n: int) -> list:
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def tf_workers(n: int) -> list:
+    """The environment of each of ``n`` TensorFlow workers on this machine (``TF_CONFIG``)."""
+    cluster = {"worker": [f"localhost:{p}" for p in free_ports(n)]}
+    return [{"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+            for i in range(n)]
+
+
+@needs_tf
+def test_tf_mirrored_replicas_equal_one_process(tmp_path):
+    proc = start([sys.executable, WORKER, "tensorflow", "mirrored", tmp_path / "r"],
+                 env={"WGANX_TF_CPU_DEVICES": "2"})
+    code, _, err = finish(proc)
+    assert code == 0, err[-3000:]
+    check_equal(worker_results(tmp_path / "r", 1), replicas=2)
+
+
+@needs_tf
+def test_tf_multi_worker_replicas_equal_one_process(tmp_path):
+    procs = [start([sys.executable, WORKER, "tensorflow", "auto", tmp_path / "r", "synced"], env=env)
+             for env in tf_workers(2)]
+    for proc in procs:
+        code, _, err = finish(proc)
+        assert code == 0, err[-3000:]
+    check_equal(worker_results(tmp_path / "r", 2), replicas=2)
+
+
+@needs_tf
+def test_tf_multi_worker_training_equals_one_process(tmp_path, capsys):
+    """Two ``wganx train`` workers with TF_CONFIG into one run folder: the chief alone writes,
+    and the losses and weights equal one process's."""
+    args = [*TOY, "--backend", "tensorflow", "-i", "4"]
+    alone, workers = tmp_path / "alone", tmp_path / "workers"
+    assert cli_main(["train", *args, "--monitor-path", alone]) == 0
+    capsys.readouterr()
+    procs = [start([sys.executable, "-m", "wganx", "train", *args, "--monitor-path", workers], env=env)
+             for env in tf_workers(2)]
+    outs = []
+    for proc in procs:
+        code, out, err = finish(proc)
+        assert code == 0 and "Traceback" not in err, err[-3000:]
+        outs.append(out)
+    assert "finished at iteration 4" in outs[0] and outs[1] == ""  # only the chief reports
+    assert sorted(os.listdir(workers)) == sorted(os.listdir(alone))
+    assert json.loads((workers / "config.json").read_text())["replicas"] == {
+        "engine": "multi-worker", "replicas": 2, "processes": 2}
+    a, b = losses(workers), losses(alone)
+    assert np.max(np.abs(a - b) / (np.abs(b) + 1e-6)) <= BOUND["float"]
+    assert_same_state(workers / "params_000004.safetensors", alone / "params_000004.safetensors", BOUND["float"])
+
+
+# -- NNabla: its communicator needs GPUs, MPI and NCCL -----------------------------------------
+needs_nnabla = pytest.mark.skipif("nnabla" not in available_backends(), reason="nnabla backend not installed")
+NNABLA_TOY = [a if a != "torch" else "nnabla" for a in TOY]
+
+
+@needs_nnabla
+def test_nnabla_under_mpirun_without_a_communicator_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "0")
+    code = cli_main(["train", *NNABLA_TOY, "-i", "1", "--monitor-path", tmp_path / "a"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "one of 2 that mpirun started" in err and "nnabla-ext-cuda" in err and "NCCL" in err, err
+    monkeypatch.delenv("OMPI_COMM_WORLD_SIZE")
+    code = cli_main(["train", *NNABLA_TOY, "-i", "1", "--distribute", "mpi", "--monitor-path", tmp_path / "b"])
+    err = capsys.readouterr().err
+    assert code == 2 and "start wganx with mpirun" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@needs_nnabla
+def test_nnabla_ranks_in_lockstep_equal_one_process():
+    """What each NNabla rank does around ``comm.all_reduce(..., division=True)``: its slice of
+    the global batch, the arrays it reduces (gradients, scalars, running statistics) and the
+    update from their mean, run for two ranks in this process with the mean taken here (the
+    one call a machine without the communicator cannot make); equal to one process."""
+    from wganx.build import initial_arrays, load_backend, make_program, step_inputs
+    from wganx.parity import Case
+    from wganx.plugins import registry
+
+    reg = registry()
+    case = Case("mlp", data_kind="points")
+    program = make_program(arch=case.arch, arch_config=case.arch_config(reg), batch_size=8, reg=reg)
+    sessions = []
+    for rank in (0, 1, None):
+        backend = load_backend("nnabla", reg=reg)
+        if rank is not None:
+            backend.replicas = Replicas(size=2, engine="mpi", process=rank, processes=2, first=rank)
+        sessions.append(backend.compile(program))
+    ranks, alone = sessions[:2], sessions[2]
+    start_state = initial_arrays(program, np.random.default_rng(0))
+    for s in sessions:
+        s.set_state(start_state)
+    rng, data = np.random.default_rng(3), np.random.default_rng(1)
+    for net in ("critic", "critic", "generator", "critic", "critic", "generator"):
+        real = data.standard_normal((8, 2)).astype(np.float32)
+        inputs = step_inputs(program, net, rng, real if net == "critic" else None)
+        expected = alone.fetch(alone._step(net, inputs))
+        graphs = [s._forward_backward(net, s._local(inputs)) for s in ranks]
+        reduced = [s._reduced(net, g) for s, g in zip(ranks, graphs)]
+        for a, b in zip(*reduced):
+            mean = (np.array(a.data) + np.array(b.data)) / 2
+            a.data, b.data = mean, mean
+        values = [s.fetch(s._update(net, g)) for s, g in zip(ranks, graphs)]
+        for v in values:
+            assert v == pytest.approx(expected, rel=BOUND["float"], abs=1e-7)
+    want = alone.get_state()
+    for s in ranks:
+        got = s.get_state()
+        for k in want:
+            assert np.max(np.abs(got[k] - want[k])) <= BOUND["float"] * max(np.max(np.abs(want[k])), 1e-6), k

@@ -51,7 +51,7 @@ def html(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_html_builds_without_warnings(html):
-    for page in ("index", "quickstart", "concepts", "numerics", "cli", "guarantees", "api", "writing-plugins",
+    for page in ("index", "quickstart", "concepts", "numerics", "cli", "scaling", "guarantees", "api", "writing-plugins",
                  "writing-backends", "results", "changelog"):
         assert (html / f"{page}.html").is_file(), page
 

@@ -98,7 +98,8 @@ class Backend(abc.ABC):
 
     name = "abstract"
     ops: Ops
-    #: the data-parallel engines (:data:`wganx.distributed.ENGINES`) this backend runs on
+    #: the data-parallel engines this backend runs on: its record's ``engines``, set by
+    #: :func:`wganx.build.load_backend`
     engines: tuple = ()
     replicas: Replicas = SINGLE
 

@@ -12,6 +12,11 @@ the machine's load hits every variant alike):
 * ``trainer``: the full :class:`wganx.training.Trainer` loop (data prefetch thread, loss
   logging every 10 iterations, progress bar) on an in-memory synthetic dataset (images) or
   ``8gaussians`` (toy); checkpoints and sample tiles are left out of the timed windows.
+* ``data-parallel`` (with ``--replicas N``): the ``wganx`` runner on ``N`` replicas of the
+  backend's first engine, started by its own launcher (:func:`wganx.distributed.launcher`),
+  each replica with the configuration's batch (weak scaling: a global batch ``N`` times
+  larger); the scaling efficiency is its iterations per second over the one-replica
+  ``wganx`` figure, i.e. N-replica throughput over N times one replica's.
 
 Each subprocess runs warm-up iterations (excluded), then ``windows`` timed windows of
 ``iters`` generator iterations, each ending with a device sync. A variant's figure is the
@@ -48,6 +53,7 @@ from typing_extensions import Annotated
 
 from .cli import Context, DeviceId
 from .config import CONTEXTS
+from .distributed import launcher, process_index
 from .errors import WganxError, check_choice
 from .threads import THREAD_VARS, resolve_threads, set_thread_env
 
@@ -101,7 +107,7 @@ def reference_module(backend: str):
 class WganxRunner:
     """The Session API, fed like the training loop feeds it."""
 
-    def __init__(self, spec, backend_name, regularizer="gp"):
+    def __init__(self, spec, backend_name, regularizer="gp", engine=None):
         from .build import initial_arrays, load_backend, make_program
         from .plugins import registry
         from .records import ArchConfig
@@ -116,6 +122,7 @@ class WganxRunner:
         self.program = make_program(arch=spec["arch"], regularizer=regularizer, arch_config=arch_config,
                                     batch_size=spec["batch_size"], reg=reg)
         self.backend = load_backend(backend_name, spec["context"], spec["device_id"], spec["type_config"], reg)
+        self.replicas = self.backend.replicate(engine) if engine else None
         self.session = self.backend.compile(self.program, seed=0)
         self.session.set_state(initial_arrays(self.program, np.random.default_rng([0, 2])))
         self.rng = np.random.default_rng(0)
@@ -324,8 +331,8 @@ def worker(job: dict) -> dict:
                                               threads=job["threads"])
         out.update(setup_s=setup, warmup_s=warm, rates=rates)
     else:
-        if variant == "wganx":
-            make = lambda reg: WganxRunner(spec, backend, reg)  # noqa: E731
+        if variant in ("wganx", "data-parallel"):
+            make = lambda reg: WganxRunner(spec, backend, reg, job.get("engine"))  # noqa: E731
         else:
             module = reference_module(backend)
             if module is None:
@@ -334,6 +341,9 @@ def worker(job: dict) -> dict:
         runner = make("gp")
         out["setup_s"] = time.perf_counter() - t0
         out["warmup_s"], out["rates"] = _timed_windows(runner, job["warmup"], job["windows"], spec["iters"])
+        if getattr(runner, "replicas", None) is not None:
+            out["replicas"] = runner.replicas.size
+            runner.backend.shutdown()
         if job.get("penalty"):
             steps = max(2, spec["iters"] * spec["n_critic"] // 2)
             _, gp = _timed_windows(runner, 1, 2, steps, "critic_step")
@@ -368,20 +378,27 @@ def _available_backends(requested: List[str]) -> List[str]:
 
 
 def _run_job(job, timeout, in_process=False) -> dict:
-    if in_process:  # tests: no subprocess start-up, but RSS is then the whole process's
+    replicas = job.get("replicas", 1)
+    if in_process and replicas == 1:  # tests: no subprocess start-up, but RSS is then the whole process's
         try:
             return worker(job)
         except Exception as exc:  # noqa: BLE001
             return {"backend": job["backend"], "config": job["config"], "variant": job["variant"], "ok": False,
                     "error": f"{type(exc).__name__}: {exc}"}
-    cmd = [sys.executable, "-m", "wganx.bench", "--worker", json.dumps(job)]
+    prefix, launch_env = launcher(job["engine"], replicas, job["spec"]["context"]) if replicas > 1 \
+        else ([sys.executable], {})
+    cmd = prefix + ["-m", "wganx.bench", "--worker", json.dumps(job)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
     env.update({var: str(job["threads"]) for var in THREAD_VARS})
+    env.update(launch_env)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"backend": job["backend"], "config": job["config"], "variant": job["variant"], "ok": False,
                 "error": f"timed out after {timeout} s"}
+    except FileNotFoundError as exc:  # a launcher that is not installed (mpirun)
+        return {"backend": job["backend"], "config": job["config"], "variant": job["variant"], "ok": False,
+                "error": f"{exc.filename} not found"}
     for line in proc.stdout.splitlines()[::-1]:
         if line.startswith(RESULT_TAG):
             return json.loads(line[len(RESULT_TAG):])
@@ -436,6 +453,9 @@ def run(args, progress=print) -> dict:
         if name not in CONFIGS:
             raise SystemExit(f"wganx bench: unknown config {name!r}; choose from: {', '.join(CONFIGS)}")
     variants = list(args.variant or VARIANTS)
+    engines = _engines(backends) if args.replicas > 1 else {}
+    if args.replicas > 1:
+        variants.append("data-parallel")
     warmup = 1 if args.quick else (args.warmup if args.warmup is not None else (2 if args.context == "cpu" else 5))
     windows = 1 if args.quick else args.windows
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -462,6 +482,11 @@ def run(args, progress=print) -> dict:
                     job = {"backend": backend, "config": name, "variant": variant, "spec": spec,
                            "warmup": warmup, "windows": windows, "penalty": args.penalty and variant != "trainer",
                            "compile": None, "threads": threads}
+                    if variant == "data-parallel":
+                        if not engines.get(backend):
+                            progress(f"    {backend} has no data-parallel engine")
+                            continue
+                        job.update(_data_parallel_job(spec, engines[backend], args.replicas, threads))
                     progress(f"[round {r + 1}/{args.repeats}] {backend} {name} {variant} ...")
                     res = _run_job(job, args.timeout, args.in_process)
                     res["round"], res["load"] = r, list(os.getloadavg())
@@ -495,6 +520,23 @@ def run(args, progress=print) -> dict:
             "peak": peak, "work": work, "results": results, "runs": runs}
 
 
+def _engines(backends) -> dict:
+    """Each backend's first data-parallel engine, from its record (no framework imported)."""
+    from .plugins import registry
+
+    reg = registry()
+    return {b: next(iter(reg.entry("backend", b).record.engines), None) for b in backends}
+
+
+def _data_parallel_job(spec, engine, replicas, threads) -> dict:
+    """``replicas`` replicas of ``spec``'s per-replica batch; processes of a multi-process
+    engine share the CPU threads."""
+    processes = replicas if engine in ("torchrun", "mpi") else 1
+    return {"engine": engine, "replicas": replicas, "penalty": False,
+            "spec": dict(spec, batch_size=spec["batch_size"] * replicas),
+            "threads": max(1, threads // processes) if spec["context"] == "cpu" else threads}
+
+
 def _aggregate(runs, work=None, peak=None, n_critic=None) -> List[dict]:
     keys = []
     for x in runs:
@@ -525,6 +567,9 @@ def _aggregate(runs, work=None, peak=None, n_critic=None) -> List[dict]:
         med = {v: e["its_per_s"]["median"] for v, e in row["variants"].items() if e["its_per_s"]}
         if "plain" in med:
             row["ratio"] = {v: med[v] / med["plain"] for v in med if v != "plain"}
+        if "data-parallel" in med and "wganx" in med:
+            n = max(x.get("replicas", 0) for x in mine if x["variant"] == "data-parallel" and x["ok"])
+            row["scaling"] = {"replicas": n, "efficiency": med["data-parallel"] / med["wganx"]}
         _add_work(row, med, (n_critic or {}).get(config), (work or {}).get(config) or {}, peak or {})
         out.append(row)
     return out
@@ -580,7 +625,7 @@ def format_table(report) -> str:
             if name.startswith("plain-compile"):
                 lines.append(f"| {row['backend']} | {row['config']} | {name}: {rate(e)} | | "
                              f"{(ratio.get(name) or 0):.2f} x plain | | | | |")
-    lines += [""] + format_work_table(report)
+    lines += [""] + format_work_table(report) + format_scaling_table(report)
     machine = report["machine"]
     where = machine.get("gpu") or machine.get("cpu") or machine.get("processor") or "?"
     load = report["load"]
@@ -595,6 +640,23 @@ def format_table(report) -> str:
                  f"-t {report['settings']['type_config']}; 1-min load average {load['before'][0]:.2f} before, "
                  f"{min(load['during'] or [0]):.2f}-{max(load['during'] or [0]):.2f} during; {report['started']}.")
     return "\n".join(lines)
+
+
+def format_scaling_table(report) -> List[str]:
+    """Data-parallel weak scaling, as Markdown lines (empty without ``--replicas``)."""
+    rows = [r for r in report["results"] if "scaling" in r]
+    if not rows:
+        return []
+    lines = ["", "| backend | config | replicas | 1 replica it/s | N replicas it/s (N x the batch) "
+                 "| scaling efficiency |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        v, s = row["variants"], row["scaling"]
+        lines.append(f"| {row['backend']} | {row['config']} | {s['replicas']} "
+                     f"| {v['wganx']['its_per_s']['median']:.3g} | {v['data-parallel']['its_per_s']['median']:.3g} "
+                     f"| {100 * s['efficiency']:.0f}% |")
+    lines += ["", "Scaling efficiency: the N-replica throughput (samples/s) over N times one replica's; "
+                  "each replica has the configuration's batch."]
+    return lines
 
 
 def format_work_table(report) -> List[str]:
@@ -661,6 +723,9 @@ def command(
         torch_compile: Annotated[bool, typer.Option(
             "--torch-compile", help="also time the plain torch loop with torch.compile on the generator")] = False,
         quick: Annotated[bool, typer.Option("--quick", help="tiny sizes, one round (for tests)")] = False,
+        replicas: Annotated[int, typer.Option(
+            "--replicas", help="also time N data-parallel replicas on each backend's engine (torchrun, "
+                               "mirrored, mpirun) and report the scaling efficiency (docs: Scaling out)")] = 1,
         threads: Annotated[int, typer.Option(
             "--threads", help="intra-op threads of torch / OpenMP / MKL in each run (0: as wganx train "
                               "chooses: the CPUs no other process keeps busy)")] = 0,
@@ -682,6 +747,8 @@ def command(
         check_choice("--config", name, list(CONFIGS))
     for name in args.variant or ():
         check_choice("--variant", name, VARIANTS)
+    if replicas < 1:
+        raise WganxError(f"--replicas must be at least 1, got {replicas}")
     return main(args)
 
 
@@ -711,7 +778,8 @@ def _worker_main(payload: str) -> int:
         traceback.print_exc()
         result = {"backend": job["backend"], "config": job["config"], "variant": job["variant"], "ok": False,
                   "error": f"{type(exc).__name__}: {exc}"}
-    print(RESULT_TAG + json.dumps(result), flush=True)
+    if process_index() == 0:  # one result per data-parallel job
+        print(RESULT_TAG + json.dumps(result), flush=True)
     return 0
 
 

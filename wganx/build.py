@@ -31,6 +31,7 @@ def load_backend(name: str, context: str = "cpu", device_id: int = 0, type_confi
     if threads is not None:
         set_thread_env(threads)  # before the framework loads: OpenMP and TensorFlow read it once
     backend = spec.load()(context=context, device_id=device_id, type_config=type_config)
+    backend.engines = tuple(spec.engines)
     if threads is not None:
         backend.set_threads(threads)
     return backend

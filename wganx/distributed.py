@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional
 
@@ -24,6 +25,9 @@ from .errors import WganxError
 
 AUTO, NONE = "auto", "none"
 ENGINES = (AUTO, NONE, "torchrun", "mirrored", "multi-worker", "mpi")
+# N > 1 splits the CPU into N logical devices for TensorFlow's --distribute mirrored on -c cpu
+# (to try data parallelism on a machine without GPUs; TensorFlow has no switch of its own).
+TF_CPU_DEVICES_ENV = "WGANX_TF_CPU_DEVICES"
 
 
 class ReplicaLost(WganxError):
@@ -114,6 +118,17 @@ def _launch(name: str, size: str, rank: str) -> Optional[tuple]:
     return (name, size_, rank_) if size_ > 1 else None
 
 
+def launch_of(engine: str, launcher_name: str, example: str) -> Optional[tuple]:
+    """``launched_by()`` when ``launcher_name`` started this process; None when it did not and
+    ``engine`` is ``auto`` (the process stays alone); else a one-line error showing ``example``."""
+    launch = launched_by()
+    if launch is not None and launch[0] == launcher_name:
+        return launch
+    if engine == AUTO:
+        return None
+    raise WganxError(f"--distribute {engine}: start wganx with {launcher_name}, e.g. {example}")
+
+
 def tf_config() -> tuple:
     """``(cluster, task)`` of ``TF_CONFIG`` (TensorFlow's multi-worker description)."""
     try:
@@ -128,6 +143,21 @@ def process_index() -> int:
     """This process's index in the job (0 when it runs alone)."""
     launch = launched_by()
     return launch[2] if launch else 0
+
+
+def launcher(engine: str, n: int, context: str = "cpu") -> tuple:
+    """``(argv prefix, environment)`` that starts ``python -m MODULE ...`` as ``n`` replicas of
+    ``engine`` on this machine, the way a user would: torchrun, mpirun, or one process
+    driving ``n`` devices (``n`` logical CPUs, or the first ``n`` GPUs)."""
+    if engine == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n)], {}
+    if engine == "mpi":
+        return ["mpirun", "-n", str(n), sys.executable], {}
+    if engine == "mirrored":
+        env = {TF_CPU_DEVICES_ENV: str(n)} if context == "cpu" else \
+            {"CUDA_VISIBLE_DEVICES": ",".join(map(str, range(n)))}
+        return [sys.executable], env
+    raise WganxError(f"no single-machine launcher for --distribute {engine}; choose one of: torchrun, mpi, mirrored")
 
 
 def check_engine(backend: str, engines: tuple, requested: str) -> None:

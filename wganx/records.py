@@ -246,6 +246,9 @@ class BackendSpec:
         install_hint: what to install when they are missing.
         capabilities: e.g. ``{"cpu", "cuda", "cudnn", "half", "float64"}``.
         description: one line.
+        engines: the data-parallel engines (:data:`wganx.distributed.ENGINES`) the backend
+            runs on, its :meth:`wganx.backend.Backend.replicate` starts; ``wganx bench
+            --replicas`` launches the first.
     """
 
     name: str
@@ -254,6 +257,7 @@ class BackendSpec:
     install_hint: str = ""
     capabilities: frozenset = frozenset({"cpu"})
     description: str = ""
+    engines: Sequence[str] = ()
 
     def missing(self) -> list:
         """Required modules that cannot be found, without importing any of them."""

@@ -18,6 +18,12 @@ Two things differ from a script that uses the global parameter scope:
 NNabla's arithmetic does not broadcast operands of different rank, which the neutral
 programs rely on (a scalar minus an image batch); tensors therefore travel through the
 programs wrapped in :class:`Tensor`, whose operators align ranks first.
+
+Data-parallel under ``mpirun`` (:mod:`wganx.distributed`), as the NNabla examples train on
+several GPUs: a ``MultiProcessDataParallelCommunicator`` (nnabla-ext-cuda with MPI and
+NCCL; there is no CPU one), each rank on GPU ``comm.local_rank`` with its slice of the global
+batch, ``comm.all_reduce(..., division=True)`` of the gradients and the step's scalars, and
+``F.sync_batch_normalization`` for synchronised batch norm.
 """
 from __future__ import annotations
 
@@ -31,10 +37,11 @@ import nnabla.solvers as S
 from nnabla.ext_utils import get_extension_context
 
 from wganx.backend import Backend, Session
+from wganx.distributed import SINGLE, Replicas, launch_of, replica_slice
 from wganx.errors import BackendUnavailableError
 from wganx.ops import Ops, check_pad, unknown_interpolation
 from wganx.optim import parse_state_name, state_name
-from wganx.program import Program, critic_objective, ema_decay_at, ema_name, generator_objective
+from wganx.program import EMA_PREFIX, Program, critic_objective, ema_decay_at, ema_name, generator_objective
 
 # Mixed precision: initial loss scale, halved on overflow. 2**15 is the largest power of
 # two a float16 holds (65504 is the maximum), and NNabla seeds backward in the graph's dtype.
@@ -156,6 +163,7 @@ class NNablaOps(Ops):
         # is scaled before input gradients (and the gradients unscaled before any norm)
         self.grad_scale = None
         self.deferred = []  # (buffer, value) of defer_update while a graph is built
+        self.comm = None  # data-parallel: the communicator synchronised batch norm reduces over
 
     def conv2d(self, x, w, b=None, *, stride=1, pad=0):
         return Tensor(F.convolution(_v(x), _v(w), None if b is None else _v(b),
@@ -190,9 +198,11 @@ class NNablaOps(Ops):
         # contract asks (checked against PyTorch in the parity suite).
         x = _v(x)
         nd = x.ndim
-        return Tensor(F.batch_normalization(
-            x, _per_channel(beta, nd), _per_channel(gamma, nd), _per_channel(mean, nd),
-            _per_channel(var, nd), axes=[1], decay_rate=decay, eps=eps, batch_stat=training))
+        stats = (_per_channel(beta, nd), _per_channel(gamma, nd), _per_channel(mean, nd), _per_channel(var, nd))
+        if training and self.sync_batch_norm and self.comm is not None:
+            return Tensor(F.sync_batch_normalization(x, *stats, self.comm, group="world", axes=[1],
+                                                     decay_rate=decay, eps=eps, batch_stat=True))
+        return Tensor(F.batch_normalization(x, *stats, axes=[1], decay_rate=decay, eps=eps, batch_stat=training))
 
     def _normalize(self, x, axes, gamma, beta, eps):
         # Composed from means: F.layer_normalization wants (1, C, H, W) scales, and the
@@ -439,6 +449,37 @@ class NNablaBackend(Backend):
         # the solvers' own arithmetic (RMSProp) runs in float even under mixed precision
         self.float_ctx = get_extension_context(context, device_id=str(self.device_id), type_config="float")
         self.ops = NNablaOps()
+        self.comm = None
+
+    def _start_engine(self, engine):
+        launch = launch_of(engine, "mpirun", "mpirun -n 4 wganx train --backend nnabla -c cudnn ...")
+        if launch is None:
+            return SINGLE
+        if self.context == "cpu":
+            raise BackendUnavailableError(
+                f"this process is one of {launch[1]} that mpirun started, but NNabla's data-parallel "
+                "communicator runs on GPUs only: use -c cudnn, with nnabla-ext-cuda (built with MPI "
+                "and NCCL), Open MPI and NCCL installed")
+        import nnabla.communicators as C
+
+        make = getattr(C, "MultiProcessDataParallelCommunicator", None) or C.MultiProcessDataParalellCommunicator
+        try:
+            comm = make(self.ctx)
+            comm.init()
+        except Exception as exc:  # noqa: BLE001 - NNabla raises RuntimeError or its own errors
+            raise BackendUnavailableError(
+                f"NNabla's communicator did not start ({str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r});"
+                " it needs nnabla-ext-cuda built with MPI and NCCL (pip install nnabla-ext-cuda<version>), "
+                "Open MPI (mpirun) and NCCL") from None
+        self.comm, self.ops.comm = comm, comm
+        self.device_id = int(comm.local_rank)  # each rank on its own GPU, as the NNabla examples do
+        self.ctx = get_extension_context(self.context, device_id=str(self.device_id), type_config=self.type_config)
+        self.float_ctx = get_extension_context(self.context, device_id=str(self.device_id), type_config="float")
+        return Replicas(size=comm.size, engine="mpi", process=comm.rank, processes=comm.size, first=comm.rank)
+
+    def shutdown(self, finished=True):
+        if self.comm is not None and finished:
+            self.comm.barrier()
 
     def versions(self):
         out = {"nnabla": nn.__version__}
@@ -469,6 +510,7 @@ class NNablaSession(Session):
         self.backend, self.program, self.ops = backend, program, backend.ops
         self.ctx = backend.ctx
         self.half = backend.type_config == "half"
+        self.replicas, self.comm = backend.replicas, backend.comm
         self.params: Dict[str, nn.Variable] = {}
         self.trainable = {"generator": {}, "critic": {}}
         with self._scope():
@@ -639,8 +681,37 @@ class NNablaSession(Session):
                 loss.backward(self.loss_scale, clear_buffer=True)
         return graph
 
+    def _local(self, inputs):
+        """This rank's slice of the global batch."""
+        if self.replicas.parallel:
+            return replica_slice(inputs, self.replicas.first, self.replicas.size)
+        return inputs
+
+    def _reduced(self, net, graph) -> list:
+        """What the replicas average after a backward: the gradients, the step's scalars and,
+        without synchronised batch norm, the running statistics (so that every replica keeps
+        the same)."""
+        arrays = [p.grad for p in self.trainable[net].values()] + [v.data for v in graph.outputs.values()]
+        if not self.ops.sync_batch_norm:
+            arrays += [v.data for n, v in self.params.items() if not v.need_grad and not n.startswith(EMA_PREFIX)]
+        return arrays
+
+    def any_replica(self, flag):
+        if self.comm is None:
+            return bool(flag)
+        a = nn.NdArray.from_numpy_array(np.array([1.0 if flag else 0.0], np.float32))
+        self.comm.all_reduce([a], division=False, inplace=False)
+        return float(a.data[0]) > 0
+
     def _step(self, net, inputs):
-        graph = self._forward_backward(net, inputs)
+        graph = self._forward_backward(net, self._local(inputs))
+        if self.comm is not None:
+            self.comm.all_reduce(self._reduced(net, graph), division=True, inplace=False)
+        return self._update(net, graph)
+
+    def _update(self, net, graph):
+        """The solver's update from the (reduced) gradients; with mixed precision, skipped on
+        every replica alike when they are not finite."""
         opt = self.optim[net]
         with self._scope():
             if self.loss_scale is not None:
@@ -711,7 +782,9 @@ class NNablaSession(Session):
         # "Without updating anything": batch norm's forward updates its running statistics
         # in place, so they are put back afterwards.
         running = {n: np.array(v.d) for n, v in self.params.items() if not v.need_grad}
-        graph = self._forward_backward(step, inputs)
+        graph = self._forward_backward(step, self._local(inputs))
+        if self.comm is not None:
+            self.comm.all_reduce(self._reduced(step, graph), division=True, inplace=False)
         for n, value in running.items():
             self.params[n].d = value
         scale = 1.0 if self.loss_scale is None else 1.0 / self.loss_scale

@@ -9,4 +9,5 @@ def wganx_backends():
         "nnabla", factory="wganx_nnabla.backend:NNablaBackend", requires=("nnabla",),
         install_hint="pip install wganx-nnabla (nnabla needs Python 3.8 to 3.10)",
         capabilities=frozenset({"cpu", "cuda", "cudnn", "half"}),
-        description="NNabla static graphs built once per shape, nn.grad double backward")]
+        description="NNabla static graphs built once per shape, nn.grad double backward",
+        engines=("mpi",))]

@@ -8,6 +8,14 @@ and cross the seam as canonical OIHW / IOHW numpy. Each step is one ``tf.functio
 once from the program's input shapes, optionally compiled by XLA, with the optimizer update
 of :mod:`wganx.optim` written out inside it. Gradient penalties nest a ``tf.GradientTape``
 in the step's tape.
+
+Data-parallel (:mod:`wganx.distributed`) on ``tf.distribute``: ``MirroredStrategy`` (the
+local GPUs, or ``WGANX_TF_CPU_DEVICES`` logical CPUs) and ``MultiWorkerMirroredStrategy``
+(one process per worker, ``TF_CONFIG``). Each replica steps on its slice of the global
+batch, all-reduces the gradients (a mean) and applies the same update to its own copy of
+every variable, so the copies never need a merge (a variable updated in-replica with
+differing values would silently diverge). XLA stays off there: compiled replica functions
+that touch variables fail on logical CPU devices.
 """
 from __future__ import annotations
 
@@ -60,6 +68,8 @@ from typing import Dict, Optional  # noqa: E402
 import numpy as np  # noqa: E402
 
 from wganx.backend import Backend, Session  # noqa: E402
+from wganx.distributed import (AUTO, SINGLE, TF_CPU_DEVICES_ENV as CPU_DEVICES_ENV, ReplicaLost, Replicas,  # noqa: E402
+                               launched_by, replica_slice, tf_config)
 from wganx.errors import BackendUnavailableError, WganxError, notice  # noqa: E402
 from wganx.ops import Ops, check_pad, linear_phases, unknown_interpolation  # noqa: E402
 from wganx.optim import parse_state_name, state_name  # noqa: E402
@@ -75,6 +85,41 @@ FROM_TF_KERNEL = (3, 2, 0, 1)
 
 # "1"/"0" forces XLA on/off; unset picks the default measured faster for the device.
 XLA_ENV = "WGANX_TF_XLA"
+
+
+# One strategy per engine and process: a second one would reuse the first one's collective
+# keys (measured: "shape mismatch in the collective instance 100"), and TensorFlow allows one
+# MultiWorkerMirroredStrategy per process.
+_STRATEGIES = {}
+
+
+def _strategy(engine: str, make):
+    if engine not in _STRATEGIES:
+        _STRATEGIES[engine] = make()
+    return _STRATEGIES[engine]
+
+
+def _in_replica() -> bool:
+    """Inside ``strategy.run`` of a real strategy (not TensorFlow's default one)."""
+    return tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context()
+
+
+def _assign(variable, value):
+    """``variable = value``; inside a replica, on that replica's own copy. Every replica assigns
+    the same value (made from reduced gradients or global statistics), so the copies stay
+    equal without a cross-replica merge."""
+    if _in_replica():
+        tf.raw_ops.AssignVariableOp(resource=variable.handle, value=tf.cast(value, variable.dtype))
+    else:
+        variable.assign(tf.cast(value, variable.dtype))
+
+
+def _all_reduce(values, op=None):
+    """The replicas' mean (or ``op``) of each tensor in ``values``, differentiable; the values
+    themselves outside a replica."""
+    if not _in_replica():
+        return list(values)
+    return tf.distribute.get_replica_context().all_reduce(op or tf.distribute.ReduceOp.MEAN, list(values))
 
 
 def _is_image(x) -> bool:
@@ -226,7 +271,13 @@ class TensorFlowOps(Ops):
         rank = x.shape.rank
         channel = rank - 1 if rank == 4 else 1
         axes = [a for a in range(rank) if a != channel]
-        if training and rank == 4 and x.dtype in (tf.float32, tf.float16):
+        count = 1
+        for a in axes:
+            count *= int(x.shape[a])
+        if training and self.sync_batch_norm and _in_replica():
+            m, v, count = self._global_moments(x, axes, count)
+            self._update_stats(mean, var, m, v * (count / max(count - 1, 1)), decay)
+        elif training and rank == 4 and x.dtype in (tf.float32, tf.float16):
             # One fused kernel (forward and backward) instead of a dozen elementwise ops: the
             # generator step of seed 000's model was 30% slower than Keras' without it. Its
             # batch variance output is already the unbiased one the running average uses.
@@ -234,11 +285,8 @@ class TensorFlowOps(Ops):
                                                          epsilon=eps, data_format="NHWC", is_training=True)
             self._update_stats(mean, var, bm, bv, decay)
             return y
-        if training:
+        elif training:
             m, v = _moments(x, axes)
-            count = 1
-            for a in axes:
-                count *= int(x.shape[a])
             self._update_stats(mean, var, m, v * (count / max(count - 1, 1)), decay)
         else:
             m, v = tf.cast(mean, x.dtype), tf.cast(var, x.dtype)
@@ -248,11 +296,28 @@ class TensorFlowOps(Ops):
             gamma, beta = tf.reshape(gamma, shape), tf.reshape(beta, shape)
         return (x - m) * tf.math.rsqrt(v + eps) * gamma + beta
 
+    @staticmethod
+    def _global_moments(x, axes, count):
+        """Mean, biased variance and sample count of the global batch: the sum, then the centred
+        squares, each all-reduced over the replicas (differentiably; two passes keep float32
+        accurate)."""
+        total = count * tf.distribute.get_replica_context().num_replicas_in_sync
+        xs = tf.cast(x, tf.float32) if x.dtype == tf.float16 else x
+        (s,) = _all_reduce([tf.reduce_sum(xs, axes)], tf.distribute.ReduceOp.SUM)
+        m = s / total
+        rank = x.shape.rank
+        centred = xs - (m if rank in (2, 4) else tf.reshape(m, [1, -1] + [1] * (rank - 2)))  # NHWC or (N, C)
+        (q,) = _all_reduce([tf.reduce_sum(centred * centred, axes)], tf.distribute.ReduceOp.SUM)
+        return tf.cast(m, x.dtype), tf.cast(q / total, x.dtype), total
+
     def _update_stats(self, mean, var, batch_mean, batch_var, decay):
-        """Running statistics, ``stat = decay stat + (1 - decay) batch`` (unbiased variance)."""
+        """Running statistics, ``stat = decay stat + (1 - decay) batch`` (unbiased variance);
+        data-parallel without synchronised statistics, the replicas' mean of the batch's, so
+        every replica keeps the same running statistics."""
         if self.update_stats and hasattr(mean, "assign"):
-            mean.assign(decay * mean + (1.0 - decay) * tf.cast(tf.stop_gradient(batch_mean), mean.dtype))
-            var.assign(decay * var + (1.0 - decay) * tf.cast(tf.stop_gradient(batch_var), var.dtype))
+            batch_mean, batch_var = _all_reduce([tf.stop_gradient(batch_mean), tf.stop_gradient(batch_var)])
+            _assign(mean, decay * mean + (1.0 - decay) * tf.cast(batch_mean, mean.dtype))
+            _assign(var, decay * var + (1.0 - decay) * tf.cast(batch_var, var.dtype))
 
     def layer_norm(self, x, gamma, beta, *, eps=1e-5):
         m, v = _moments(x, list(range(1, x.shape.rank)), keepdims=True)
@@ -410,6 +475,8 @@ class TensorFlowBackend(Backend):
     """
 
     name = "tensorflow"
+    #: how long a collective waits for the other workers before it fails
+    collective_timeout_s = 600.0
 
     def __init__(self, context="cpu", device_id=0, type_config="float", *,
                  jit_compile: Optional[bool] = None, host_transpose: bool = False):
@@ -441,6 +508,7 @@ class TensorFlowBackend(Backend):
         self.jit_compile = bool(jit_compile)
         self.host_transpose = bool(host_transpose)
         self.ops = TensorFlowOps()
+        self.strategy = None  # a tf.distribute strategy once replicate() joined one
 
     def set_threads(self, threads):
         try:  # setting the count the runtime already has is a no-op, another one raises
@@ -449,6 +517,52 @@ class TensorFlowBackend(Backend):
         except RuntimeError:
             notice(f"TensorFlow's runtime started earlier in this process; --threads {threads} "
                    "applies to a new process")
+
+    def _start_engine(self, engine):
+        launch = launched_by()
+        if engine == AUTO:
+            if launch is None or launch[0] != "TF_CONFIG":
+                return SINGLE
+            engine = "multi-worker"
+        try:
+            if engine == "multi-worker":
+                if not os.environ.get("TF_CONFIG"):
+                    raise WganxError('--distribute multi-worker needs TF_CONFIG in each worker\'s environment, e.g. '
+                                     '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                                     '"task": {"type": "worker", "index": 0}}')
+                tf_config()  # a one-line error for malformed JSON
+                options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=self.collective_timeout_s)
+                self.strategy = _strategy(engine, lambda: tf.distribute.MultiWorkerMirroredStrategy(
+                    communication_options=options))
+                process, processes = (launch[2], launch[1]) if launch else (0, 1)
+            else:
+                self.strategy = _strategy((engine, self.context),
+                                          lambda: tf.distribute.MirroredStrategy(self._mirrored_devices()))
+                process, processes = 0, 1
+        except (RuntimeError, ValueError) as exc:
+            raise WganxError(f"--distribute {engine}: TensorFlow could not start it: {str(exc).splitlines()[0]}") from None
+        local = len(self.strategy.extended.worker_devices)
+        self.device = self.strategy.extended.worker_devices[0]
+        return Replicas(size=self.strategy.num_replicas_in_sync, engine=engine, process=process,
+                        processes=processes, first=process * local, local=local)
+
+    def _mirrored_devices(self):
+        """The local GPUs; on the CPU, ``WGANX_TF_CPU_DEVICES`` logical CPU devices (default 1)."""
+        if self.context != "cpu":
+            return [d.name for d in tf.config.list_logical_devices("GPU")]
+        try:
+            n = int(os.environ.get(CPU_DEVICES_ENV, "1"))
+        except ValueError:
+            raise WganxError(f"{CPU_DEVICES_ENV} must be a number of CPU devices, "
+                             f"got {os.environ[CPU_DEVICES_ENV]!r}") from None
+        if n > 1:
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            try:
+                tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+            except RuntimeError:
+                raise WganxError(f"{CPU_DEVICES_ENV}={n} must be set before TensorFlow's runtime starts "
+                                 "in this process") from None
+        return [d.name for d in tf.config.list_logical_devices("CPU")]
 
     def versions(self):
         return {"tensorflow": tf.__version__}
@@ -465,13 +579,15 @@ class TensorFlowSession(Session):
         self.half = backend.type_config == "half"
         self.host_transpose = backend.host_transpose
         self.clip = program.regularizer.clip
+        self.strategy, self.replicas = backend.strategy, backend.replicas
         self.optim = {"generator": program.generator_optimizer, "critic": program.critic_optimizer}
         for cfg in self.optim.values():
             if cfg.kind not in ("adam", "rmsprop"):
                 raise WganxError(f"unknown optimizer {cfg.kind!r}; choose one of: adam, rmsprop")
         self.params: Dict[str, tf.Variable] = {}
         self.trainable = {"generator": [], "critic": []}
-        with tf.device(self.device):
+        # data-parallel: one copy of each variable per replica (a MirroredVariable)
+        with self.strategy.scope() if self.strategy else tf.device(self.device):
             for net, network in (("generator", program.arch.generator), ("critic", program.arch.critic)):
                 for name, spec in sorted(network.params.items()):
                     full = f"{net}/{name}"
@@ -504,11 +620,19 @@ class TensorFlowSession(Session):
         jit = backend.jit_compile
         self._step_fns, self._grad_fns = {}, {}
         for step in ("critic", "generator"):
+            if self.strategy is not None:  # per-replica inputs in, per-replica values out
+                self._step_fns[step] = self._replicated(self._make_train(step))
+                self._grad_fns[step] = self._replicated(self._make_gradients(step))
+                continue
             sig = [self._signature(step)]
             self._step_fns[step] = tf.function(self._make_train(step), input_signature=sig,
                                                jit_compile=jit, autograph=False)
             self._grad_fns[step] = tf.function(self._make_gradients(step), input_signature=sig,
                                                jit_compile=jit, autograph=False)
+        # (tf.identity: an input tensor has no device of its own, which the all-reduce needs)
+        self._any_fn = self._replicated(
+            lambda inputs: _all_reduce([tf.identity(inputs["flag"])], tf.distribute.ReduceOp.SUM)[0]) \
+            if self.strategy is not None else None
         self._generate_fns = {raw: tf.function(lambda inputs, raw=raw: self._generate(inputs, raw), autograph=False)
                               for raw in (False, True)}
         self._critic_fn = tf.function(self._critic_values, autograph=False)
@@ -607,12 +731,16 @@ class TensorFlowSession(Session):
         grads = [tf.convert_to_tensor(g) for g in grads]  # embeddings give IndexedSlices
         if self.half:
             grads = [g / tf.cast(self.loss_scale, g.dtype) for g in grads]
+        if _in_replica():  # the replicas' mean: the global batch's gradients and scalars
+            keys = sorted(values)
+            reduced = _all_reduce(grads + [values[k] for k in keys])
+            grads, values = reduced[:len(grads)], dict(zip(keys, reduced[len(grads):]))
         return values, grads
 
     def _update(self, net, grads):
         cfg, slots, params = self.optim[net], self.slots[net], self.vars[net]
         t = self.steps[net]
-        t.assign_add(1)
+        _assign(t, t + 1)
         if cfg.kind == "adam":
             # TensorFlow's fused Adam kernel computes wganx's Adam (eps outside the root, the
             # bias correction folded into the step) in one pass per tensor: measured 5-10%
@@ -626,11 +754,11 @@ class TensorFlowSession(Session):
                     lr=const["lr"], beta1=const["beta1"], beta2=const["beta2"], epsilon=const["eps"], grad=g)
         else:  # rmsprop
             for p, g, v in zip(params, grads, slots["v"]):
-                v.assign(cfg.rho * v + (1.0 - cfg.rho) * g * g)
-                p.assign_sub(cfg.lr * g / tf.sqrt(v + cfg.eps))
+                _assign(v, cfg.rho * v + (1.0 - cfg.rho) * g * g)
+                _assign(p, p - cfg.lr * g / tf.sqrt(v + cfg.eps))
         if net == "critic" and self.clip is not None:
             for p in params:
-                p.assign(tf.clip_by_value(p, -self.clip, self.clip))
+                _assign(p, tf.clip_by_value(p, -self.clip, self.clip))
 
     def _make_train(self, net):
         def train(inputs):
@@ -644,14 +772,14 @@ class TensorFlowSession(Session):
                     return tf.constant(True)
 
                 def skip():  # skip this update and halve the scale, as GradScaler does
-                    self.loss_scale.assign(self.loss_scale / 2.0)
+                    _assign(self.loss_scale, self.loss_scale / 2.0)
                     return tf.constant(False)
 
                 tf.cond(finite, apply, skip)
             else:
                 self._update(net, grads)
             for variable, value in self.ops.deferred:
-                variable.assign(tf.cast(value, variable.dtype))
+                _assign(variable, value)
             if net == "generator" and self.ema:
                 self._update_ema()
             return values
@@ -665,7 +793,7 @@ class TensorFlowSession(Session):
         d = tf.where(past_start, tf.constant(self.program.ema_decay, self.dtype), tf.constant(0.0, self.dtype))
         for name, e in self.ema.items():
             p = self.params[name]
-            e.assign(d * e + (1.0 - d) * p if p.trainable else p)
+            _assign(e, d * e + (1.0 - d) * p if p.trainable else p)
 
     def _make_gradients(self, net):
         def gradients(inputs):
@@ -681,18 +809,54 @@ class TensorFlowSession(Session):
         with tf.device(self.device):
             return fn(self._feed(inputs))
 
+    # -- data-parallel ----------------------------------------------------------------------
+    def _replicated(self, fn):
+        """``fn`` run on every replica by the strategy, as one ``tf.function``."""
+        return tf.function(lambda inputs: self.strategy.run(fn, args=(inputs,)), autograph=False)
+
+    def _run_replicas(self, fn, inputs):
+        """Each local replica's slice of the global batch in, the first replica's values out
+        (they are all-reduced, so every replica holds the same)."""
+        fed, size, first = self._feed(inputs), self.replicas.size, self.replicas.first
+        devices = self.strategy.extended.worker_devices
+
+        def on_replica(ctx):
+            with tf.device(devices[ctx.replica_id_in_sync_group - first]):
+                return {k: tf.constant(v) for k, v in replica_slice(fed, ctx.replica_id_in_sync_group, size).items()}
+
+        try:
+            out = fn(self.strategy.experimental_distribute_values_from_function(on_replica))
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError) as exc:
+            raise ReplicaLost(f"worker {self.replicas.process}: a collective with the other workers failed "
+                              f"({str(exc.message).strip().splitlines()[0]})") from None
+        return tf.nest.map_structure(lambda v: self.strategy.experimental_local_results(v)[0], out)
+
+    def _step(self, net, inputs):
+        if self.strategy is not None:
+            return self._run_replicas(self._step_fns[net], inputs)
+        return self._run(self._step_fns[net], inputs)
+
+    def any_replica(self, flag):
+        if not self.replicas.parallel:
+            return bool(flag)
+        flags = np.full((self.replicas.size,), float(flag), self.np_dtype)  # one per replica, each takes its own
+        return bool(self._run_replicas(self._any_fn, {"flag": flags}).numpy()[0] > 0)
+
     def critic_step(self, inputs):
-        return self._run(self._step_fns["critic"], inputs)
+        return self._step("critic", inputs)
 
     def generator_step(self, inputs):
-        return self._run(self._step_fns["generator"], inputs)
+        return self._step("generator", inputs)
 
     def fetch(self, values):
         return {k: float(np.asarray(v.numpy() if hasattr(v, "numpy") else v).reshape(()))
                 for k, v in values.items()}
 
     def gradients(self, step, inputs):
-        values, grads = self._run(self._grad_fns[step], inputs)
+        if self.strategy is not None:
+            values, grads = self._run_replicas(self._grad_fns[step], inputs)
+        else:
+            values, grads = self._run(self._grad_fns[step], inputs)
         return (self.fetch(values),
                 {n: _from_tf(g.numpy()) for n, g in zip(self.trainable[step], grads)})
 

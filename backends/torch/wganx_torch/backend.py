@@ -22,11 +22,12 @@ import torch
 import torch.nn.functional as F
 
 from wganx.backend import Backend, Session
-from wganx.distributed import AUTO, SINGLE, ReplicaLost, Replicas, launched_by, replica_slice
-from wganx.errors import BackendUnavailableError, WganxError
+from wganx.distributed import SINGLE, ReplicaLost, Replicas, launch_of, replica_slice
+from wganx.errors import BackendUnavailableError
 from wganx.ops import Ops, check_pad, linear_phases, unknown_interpolation
 from wganx.optim import parse_state_name, state_name
-from wganx.program import Program, critic_objective, ema_decay_at, ema_name, generator_objective, split_params
+from wganx.program import (EMA_PREFIX, Program, critic_objective, ema_decay_at, ema_name, generator_objective,
+                           split_params)
 
 
 def _linear_axis(x, k, dim, mode):
@@ -214,7 +215,6 @@ class TorchBackend(Backend):
     gloo on the CPU), each rank on GPU ``LOCAL_RANK``."""
 
     name = "torch"
-    engines = ("torchrun",)
     #: how long a collective waits for the other ranks before it fails (torch's NCCL default)
     collective_timeout = datetime.timedelta(minutes=10)
 
@@ -244,12 +244,9 @@ class TorchBackend(Backend):
     def _start_engine(self, engine):
         import torch.distributed as dist
 
-        launch = launched_by()
-        if launch is None or launch[0] != "torchrun":
-            if engine == AUTO:
-                return SINGLE
-            raise WganxError("--distribute torchrun: start wganx with torchrun, e.g. "
-                             "torchrun --standalone --nproc-per-node 2 -m wganx train ...")
+        launch = launch_of(engine, "torchrun", "torchrun --standalone --nproc-per-node 2 -m wganx train ...")
+        if launch is None:
+            return SINGLE
         if not dist.is_available():
             raise BackendUnavailableError(f"this torch ({torch.__version__}) is built without torch.distributed")
         size, rank = launch[1], launch[2]
@@ -314,6 +311,8 @@ class TorchSession(Session):
         self.loss_scale = 2.0 ** 16 if self.half else None
         self.clip = program.regularizer.clip
         self.replicas = backend.replicas
+        # running statistics (and other buffers the forward updates), not the moving average
+        self.statistics = [t for n, t in self.params.items() if not t.requires_grad and not n.startswith(EMA_PREFIX)]
 
     # -- state ------------------------------------------------------------------------------
     def set_state(self, arrays):
@@ -382,8 +381,14 @@ class TorchSession(Session):
         if not self.replicas.parallel:
             return scalars, grads
         keys = sorted(scalars)
-        reduced = self._all_mean(grads + [scalars[k].reshape(1).to(grads[0].dtype) for k in keys])
-        return dict(zip(keys, (t.reshape(()) for t in reduced[len(grads):]))), reduced[:len(grads)]
+        # without synchronised batch norm, every rank keeps the replicas' mean of the statistics
+        stats = [] if self.ops.sync_batch_norm else self.statistics
+        reduced = self._all_mean(grads + [scalars[k].reshape(1).to(grads[0].dtype) for k in keys] + stats)
+        n, k = len(grads), len(keys)
+        with torch.no_grad():
+            for buffer, mean in zip(stats, reduced[n + k:]):
+                buffer.copy_(mean)
+        return dict(zip(keys, (t.reshape(()) for t in reduced[n:n + k]))), reduced[:n]
 
     def _all_mean(self, tensors):
         """The replicas' mean of every tensor, in one all-reduce (one bucket); the mean of the

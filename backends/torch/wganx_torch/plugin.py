@@ -9,4 +9,5 @@ def wganx_backends():
         "torch", factory="wganx_torch.backend:TorchBackend", requires=("torch",),
         install_hint="pip install wganx-torch (or: pip install torch)",
         capabilities=frozenset({"cpu", "cuda", "cudnn", "half", "double"}),
-        description="PyTorch autograd, eager steps with fused optimizer updates")]
+        description="PyTorch autograd, eager steps with fused optimizer updates",
+        engines=("torchrun",))]
