@@ -12,13 +12,13 @@ BASE_PYTHON ?= $(shell \
 	for p in "$$(pyenv root 2>/dev/null)/versions/$(PYTHON_VERSION)"*/bin/python \
 		"$${PYENV_ROOT:-$$HOME/.pyenv}/versions/$(PYTHON_VERSION)"*/bin/python python$(PYTHON_VERSION); do \
 		if command -v "$$p" >/dev/null 2>&1; then echo "$$p"; break; fi; done)
-DISTRIBUTIONS := -e . -e backends/torch -e backends/tensorflow -e backends/nnabla -e plugins/example
+DISTRIBUTIONS := -e . -e backends/torch -e backends/tensorflow -e backends/nnabla -e plugins/example -e benchmarks
 RESULTS ?= results/quickstart
 
 .PHONY: install train test docs parity bench clean
 
 $(VENV)/.installed: pyproject.toml backends/torch/pyproject.toml backends/tensorflow/pyproject.toml \
-		backends/nnabla/pyproject.toml plugins/example/pyproject.toml
+		backends/nnabla/pyproject.toml plugins/example/pyproject.toml benchmarks/pyproject.toml
 	@if [ ! -x $(PY) ]; then \
 		if [ -z "$(BASE_PYTHON)" ]; then \
 			echo "error: Python $(PYTHON_VERSION) not found (NNabla needs 3.8-3.10); install it, e.g. pyenv install $(PYTHON_VERSION)"; exit 1; fi; \

@@ -28,7 +28,7 @@ def _timings(runner, step, calls):
 
 
 def main(argv=None) -> int:
-    from wganx import bench
+    from wganx_bench import harness as bench
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", required=True)

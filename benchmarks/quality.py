@@ -121,7 +121,7 @@ def file_label(job) -> str:
 
 
 def _start_worker(threads):
-    from wganx.bench import limit_threads
+    from wganx_bench.harness import limit_threads
 
     limit_threads(threads)  # before any framework is imported in this process
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from wganx import bench
+from wganx_bench import harness as bench
 from wganx.cli import parse
 
 
@@ -115,7 +115,7 @@ def test_flop_counter_agrees_with_torch_and_counts_the_double_backward():
     the penalty's double backward adds the work of its products."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
-    from wganx_torch.flops import FlopCounter
+    from wganx_bench.flops import FlopCounter
 
     torch.manual_seed(0)
     conv, lin = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Linear(4 * 8 * 8, 1)

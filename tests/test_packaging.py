@@ -4,7 +4,8 @@ How, without the network and without downloading the frameworks again:
 
 1. The source tree is copied to a temporary folder (without ``.venv``, build outputs and
    stale ``*.egg-info``, which could otherwise leak files into an sdist), and each
-   distribution with a ``pyproject.toml`` (``wganx``, ``backends/*``, ``plugins/example``) is
+   distribution with a ``pyproject.toml`` (``wganx``, ``backends/*``, ``plugins/example``,
+   ``benchmarks``) is
    built with ``python -m build --no-isolation``: the sdist first, then the wheel *from the
    sdist*, so a file missing from the sdist breaks the wheel build too.
 2. A fresh virtual environment is created (``--without-pip``; the project's pip installs
@@ -43,8 +44,9 @@ DISTS = {  # folder -> (distribution name, top-level packages its wheel must con
     "backends/tensorflow": ("wganx-tensorflow", ("wganx_tensorflow",)),
     "backends/nnabla": ("wganx-nnabla", ("wganx_nnabla",)),
     "plugins/example": ("wganx-example-plugin", ("wganx_example",)),
+    "benchmarks": ("wganx-bench", ("wganx_bench", "wganx_bench/reference")),
 }
-OURS = ("wganx", "wganx_plugins", "wganx_torch", "wganx_tensorflow", "wganx_nnabla", "wganx_example")
+OURS = ("wganx", "wganx_plugins", "wganx_torch", "wganx_tensorflow", "wganx_nnabla", "wganx_example", "wganx_bench")
 IGNORE = shutil.ignore_patterns(".venv", ".git", "_build", "_generated", "build", "dist", "*.egg-info",
                                 "__pycache__", ".pytest_cache", "result", "shared")
 
@@ -78,7 +80,7 @@ def built(tmp_path_factory):
 
 
 def test_every_distribution_builds(built):
-    assert {".", "backends/torch", "plugins/example"} <= set(built)
+    assert {".", "backends/torch", "plugins/example", "benchmarks"} <= set(built)
     for folder, (sdist, wheel) in built.items():
         dist, packages = DISTS[folder]
         stem = dist.replace("-", "_")
@@ -87,7 +89,7 @@ def test_every_distribution_builds(built):
             names = zf.namelist()
         for package in packages:
             assert f"{package}/__init__.py" in names, (wheel.name, package)
-        assert not any(n.startswith(("tests/", "docs/", "benchmarks/")) for n in names), wheel.name
+        assert not any(n.startswith(("tests/", "docs/", "benchmarks/", "results/")) for n in names), wheel.name
         info = f"{stem}-{wganx.__version__}.dist-info"
         entry_points = zipfile.ZipFile(wheel).read(f"{info}/entry_points.txt").decode()
         assert "[wganx]" in entry_points, wheel.name
@@ -192,3 +194,27 @@ def test_tiny_training_run(venv, tmp_path):
     assert "finished at iteration 2" in run.stdout, run.stdout
     config = json.loads((out / "config.json").read_text())
     assert config["config"]["arch"] == "mlp" and list(out.glob("params_*.safetensors"))
+
+
+def test_every_command_runs_from_the_wheels(venv, tmp_path):
+    """What the wheels offer works without the source tree: generate and evaluate a checkpoint,
+    a parity case, a plugin's command and ``wganx bench`` with its plain loops (shipped in
+    ``wganx-bench``, not looked up in a checkout)."""
+    run = tmp_path / "run"
+    _in_venv(venv, ["wganx", "train", "--backend", "torch", "--dataset", "8gaussians", "--arch", "mlp", "-i", "2",
+                    "-b", "16", "--maps", "16", "--latent", "4", "--save-interval", "2", "--monitor-path", run,
+                    "--no-progress"], cwd=tmp_path)
+    checkpoint = run / "params_000002.safetensors"
+    _in_venv(venv, ["wganx", "generate", "--model-load-path", checkpoint, "--monitor-path", tmp_path / "gen",
+                    "--num-images", "16"], cwd=tmp_path)
+    assert (tmp_path / "gen" / "samples.npz").is_file()
+    evaluated = _in_venv(venv, ["wganx", "evaluate", "--model-load-path", checkpoint, "--num-samples", "64",
+                                "--json"], cwd=tmp_path)
+    assert "modes" in evaluated.stdout
+    _in_venv(venv, ["wganx", "parity", "--backend", "torch", "--case", "mlp/gp/wasserstein/points"], cwd=tmp_path)
+    assert "generator" in _in_venv(venv, ["wganx", "conv-small-shapes"], cwd=tmp_path).stdout
+    report = tmp_path / "bench.json"
+    _in_venv(venv, ["wganx", "bench", "--quick", "--backend", "torch", "--config", "toy-mlp", "--variant", "wganx",
+                    "--variant", "plain", "--no-penalty", "--threads", "1", "--json", report], cwd=tmp_path)
+    runs = json.loads(report.read_text())["runs"]
+    assert {r["variant"] for r in runs if r["ok"]} >= {"wganx", "plain"}, runs

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional
 
@@ -143,21 +142,6 @@ def process_index() -> int:
     """This process's index in the job (0 when it runs alone)."""
     launch = launched_by()
     return launch[2] if launch else 0
-
-
-def launcher(engine: str, n: int, context: str = "cpu") -> tuple:
-    """``(argv prefix, environment)`` that starts ``python -m MODULE ...`` as ``n`` replicas of
-    ``engine`` on this machine, the way a user would: torchrun, mpirun, or one process
-    driving ``n`` devices (``n`` logical CPUs, or the first ``n`` GPUs)."""
-    if engine == "torchrun":
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n)], {}
-    if engine == "mpi":
-        return ["mpirun", "-n", str(n), sys.executable], {}
-    if engine == "mirrored":
-        env = {TF_CPU_DEVICES_ENV: str(n)} if context == "cpu" else \
-            {"CUDA_VISIBLE_DEVICES": ",".join(map(str, range(n)))}
-        return [sys.executable], env
-    raise WganxError(f"no single-machine launcher for --distribute {engine}; choose one of: torchrun, mpi, mirrored")
 
 
 def check_engine(backend: str, engines: tuple, requested: str) -> None:

@@ -7,7 +7,7 @@ the machine's load hits every variant alike):
 * ``wganx``: the :class:`wganx.backend.Session` API fed as the training loop feeds it,
   ``session.critic_step(step_inputs(...))`` ``n_critic`` times, then
   ``session.generator_step(step_inputs(...))``; real batches from a pool made beforehand.
-* ``plain``: the hand-written loop of ``benchmarks/reference/<framework>_loop.py`` (the
+* ``plain``: the hand-written loop of ``wganx_bench/reference/<framework>_loop.py`` (the
   way the seeds write it), real batches from the same kind of pool.
 * ``trainer``: the full :class:`wganx.training.Trainer` loop (data prefetch thread, loss
   logging every 10 iterations, progress bar) on an in-memory synthetic dataset (images) or
@@ -33,6 +33,7 @@ which each row's FLOP/s and share of the peak follow.
 from __future__ import annotations
 
 import datetime
+import importlib
 import importlib.util
 import json
 import os
@@ -51,11 +52,11 @@ import numpy as np
 import typer
 from typing_extensions import Annotated
 
-from .cli import Context, DeviceId
-from .config import CONTEXTS
-from .distributed import launcher, process_index
-from .errors import WganxError, check_choice
-from .threads import THREAD_VARS, resolve_threads, set_thread_env
+from wganx.cli import Context, DeviceId
+from wganx.config import CONTEXTS
+from wganx.distributed import TF_CPU_DEVICES_ENV, process_index
+from wganx.errors import WganxError, check_choice
+from wganx.threads import THREAD_VARS, resolve_threads, set_thread_env
 
 POOL = 8  # distinct real batches cycled through
 RESULT_TAG = "WGANX_BENCH_RESULT "
@@ -88,19 +89,27 @@ GPU_DEFAULT = ("cifar-m16", "cifar-m128", "toy-mlp", "dcgan64")
 VARIANTS = ("wganx", "plain", "trainer")
 
 
-def reference_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "benchmarks" / "reference"
-
-
 def reference_module(backend: str):
-    """The plain loop of ``backend``'s framework from ``benchmarks/reference``, or None."""
-    path = reference_dir() / f"{FRAMEWORK_OF.get(backend, backend)}_loop.py"
-    if not path.exists():
+    """The plain loop of ``backend``'s framework (:mod:`wganx_bench.reference`), or None."""
+    name = f"{__package__}.reference.{FRAMEWORK_OF.get(backend, backend)}_loop"
+    if importlib.util.find_spec(name) is None:
         return None
-    spec = importlib.util.spec_from_file_location(f"wganx_bench_ref_{backend}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(name)
+
+
+def launcher(engine: str, n: int, context: str = "cpu") -> tuple:
+    """``(argv prefix, environment)`` that starts ``python -m MODULE ...`` as ``n`` replicas of
+    ``engine`` on this machine, the way a user would: torchrun, mpirun, or one process
+    driving ``n`` devices (``n`` logical CPUs, or the first ``n`` GPUs)."""
+    if engine == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n)], {}
+    if engine == "mpi":
+        return ["mpirun", "-n", str(n), sys.executable], {}
+    if engine == "mirrored":
+        env = {TF_CPU_DEVICES_ENV: str(n)} if context == "cpu" else \
+            {"CUDA_VISIBLE_DEVICES": ",".join(map(str, range(n)))}
+        return [sys.executable], env
+    raise WganxError(f"no single-machine launcher for --distribute {engine}; choose one of: torchrun, mpi, mirrored")
 
 
 # -- the runners a worker times ------------------------------------------------------------------
@@ -108,9 +117,9 @@ class WganxRunner:
     """The Session API, fed like the training loop feeds it."""
 
     def __init__(self, spec, backend_name, regularizer="gp", engine=None):
-        from .build import initial_arrays, load_backend, make_program
-        from .plugins import registry
-        from .records import ArchConfig
+        from wganx.build import initial_arrays, load_backend, make_program
+        from wganx.plugins import registry
+        from wganx.records import ArchConfig
 
         reg = registry()
         image = spec["data"] == "image"
@@ -131,14 +140,14 @@ class WganxRunner:
         self.n_critic, self.k, self.last = spec["n_critic"], 0, None
 
     def critic_step(self):
-        from .build import step_inputs
+        from wganx.build import step_inputs
 
         real = self.pool[self.k % POOL]
         self.k += 1
         self.last = self.session.critic_step(step_inputs(self.program, "critic", self.rng, real))
 
     def generator_step(self):
-        from .build import step_inputs
+        from wganx.build import step_inputs
 
         self.last = self.session.generator_step(step_inputs(self.program, "generator", self.rng))
 
@@ -192,12 +201,12 @@ def _device_peak(backend, spec) -> Optional[float]:
 
 def _trainer_windows(spec, backend, warmup, windows, iters, dataset_seed=0, threads=0):
     """The user's loop: :class:`wganx.training.Trainer` with timestamps at its log calls."""
-    from . import hookimpl
-    from .config import TrainConfig
-    from .data import ArrayDataset
-    from .plugins import Registry
-    from .records import DatasetSpec
-    from .training import Trainer
+    from wganx import hookimpl
+    from wganx.config import TrainConfig
+    from wganx.data import ArrayDataset
+    from wganx.plugins import Registry
+    from wganx.records import DatasetSpec
+    from wganx.training import Trainer
 
     image = spec["data"] == "image"
     n = spec["batch_size"]
@@ -271,7 +280,7 @@ def count_flops(spec) -> dict:
     """FLOPs of one generator iteration (``n_critic`` critic steps and a generator step) and
     of one critic step with ``gp`` and with ``none``, counted from the ops torch runs: the same
     model, so the same work, on every backend."""
-    from wganx_torch.flops import FlopCounter
+    from .flops import FlopCounter
 
     out = {}
     for regularizer in ("gp", "none"):
@@ -336,7 +345,7 @@ def worker(job: dict) -> dict:
         else:
             module = reference_module(backend)
             if module is None:
-                raise RuntimeError(f"no plain reference loop for backend {backend!r} in {reference_dir()}")
+                raise RuntimeError(f"no plain reference loop for backend {backend!r} in {__package__}.reference")
             make = lambda reg: module.make_step(dict(spec, regularizer=reg, compile=job.get("compile")))  # noqa: E731
         runner = make("gp")
         out["setup_s"] = time.perf_counter() - t0
@@ -370,7 +379,7 @@ def _spec_for(name, args) -> dict:
 
 
 def _available_backends(requested: List[str]) -> List[str]:
-    from .plugins import registry
+    from wganx.plugins import registry
 
     reg = registry()
     names = requested or [e.name for e in reg.entries("backend") if e.availability()[0]]
@@ -387,7 +396,7 @@ def _run_job(job, timeout, in_process=False) -> dict:
                     "error": f"{type(exc).__name__}: {exc}"}
     prefix, launch_env = launcher(job["engine"], replicas, job["spec"]["context"]) if replicas > 1 \
         else ([sys.executable], {})
-    cmd = prefix + ["-m", "wganx.bench", "--worker", json.dumps(job)]
+    cmd = prefix + ["-m", "wganx_bench.harness", "--worker", json.dumps(job)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
     env.update({var: str(job["threads"]) for var in THREAD_VARS})
     env.update(launch_env)
@@ -522,7 +531,7 @@ def run(args, progress=print) -> dict:
 
 def _engines(backends) -> dict:
     """Each backend's first data-parallel engine, from its record (no framework imported)."""
-    from .plugins import registry
+    from wganx.plugins import registry
 
     reg = registry()
     return {b: next(iter(reg.entry("backend", b).record.engines), None) for b in backends}
@@ -784,7 +793,7 @@ def _worker_main(payload: str) -> int:
 
 
 def cli(argv=None) -> int:
-    """``python -m wganx.bench`` / ``benchmarks/speed.py``: ``wganx bench``'s options, or
+    """``python -m wganx_bench.harness`` / ``benchmarks/speed.py``: ``wganx bench``'s options, or
     ``--worker JOB`` (internal: one timed subprocess)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["--worker"]:
