@@ -72,7 +72,7 @@ def mnist_config(backend, data_dir, iters, folder, seed, ema_decay=0.0):
 
 def run_one(config, evaluator, n, seed):
     """Train, then evaluate ``n`` samples of the final checkpoint; returns (values, seconds, generate_fn)."""
-    from wganx.evaluate import session_generator
+    from wganx.generate import session_generator
     from wganx.generate import load_session
     from wganx.training import train
 

@@ -55,7 +55,7 @@ def check_critic_gradient(session, program, state, real, points, rel=1e-6, abs=1
     """``session.gradients("critic")`` (a float64 session) against central differences of the
     critic's loss at ``points``, ``(parameter name, flat index)`` pairs; the noise of the step
     is the same for every evaluation. The penalty must exceed ``min_penalty`` (it is really there)."""
-    from wganx.build import step_inputs
+    from wganx.algorithm import step_inputs
 
     def loss_and_grads(arrays):
         session.set_state(arrays)

@@ -15,7 +15,8 @@ import sys
 
 import numpy as np
 
-from wganx.build import initial_arrays, load_backend, make_program, step_inputs
+from wganx.algorithm import step_inputs
+from wganx.build import initial_arrays, load_backend, make_program
 from wganx.parity import Case
 from wganx.plugins import registry
 

@@ -339,7 +339,8 @@ def test_nnabla_ranks_in_lockstep_equal_one_process():
     the global batch, the arrays it reduces (gradients, scalars, running statistics) and the
     update from their mean, run for two ranks in this process with the mean taken here (the
     one call a machine without the communicator cannot make); equal to one process."""
-    from wganx.build import initial_arrays, load_backend, make_program, step_inputs
+    from wganx.algorithm import step_inputs
+    from wganx.build import initial_arrays, load_backend, make_program
     from wganx.parity import Case
     from wganx.plugins import registry
 

@@ -76,7 +76,7 @@ def test_api_reference_covers_the_contract(html):
     text = (html / "api.html").read_text()
     for name in ("wganx.hookspecs.wganx_regularizers", "wganx.records.RegularizerSpec",
                  "wganx.ops.Ops.input_grad", "wganx.backend.Session.critic_step",
-                 "wganx.config.TrainConfig", "wganx.program.critic_objective",
+                 "wganx.config.TrainConfig", "wganx.algorithm.critic_objective",
                  "wganx.parity.default_cases", "wganx.testing.assert_parity"):
         assert f'id="{name}"' in text, name
 

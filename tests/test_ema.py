@@ -10,8 +10,9 @@ import pytest
 
 import wganx
 from wganx import checkpoint, parity
-from wganx.build import initial_arrays, load_backend, step_inputs
-from wganx.program import ema_decay_at, ema_name
+from wganx.algorithm import step_inputs
+from wganx.build import initial_arrays, load_backend
+from wganx.algorithm import ema_decay_at, ema_name
 from wganx.training import train
 
 from conftest import available_backends, run_cli

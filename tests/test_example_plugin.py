@@ -19,7 +19,8 @@ import pytest
 
 import wganx
 from wganx import parity
-from wganx.build import initial_arrays, load_backend, make_program, step_inputs
+from wganx.algorithm import step_inputs
+from wganx.build import initial_arrays, load_backend, make_program
 from wganx.records import ArchConfig
 from wganx.testing import assert_parity, cases_for
 

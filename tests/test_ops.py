@@ -9,7 +9,8 @@ import pytest
 
 import wganx
 from wganx import parity
-from wganx.build import initial_arrays, load_backend, step_inputs
+from wganx.algorithm import step_inputs
+from wganx.build import initial_arrays, load_backend
 from wganx.ops import check_pad
 
 from conftest import available_backends, check_critic_gradient

@@ -15,7 +15,8 @@ import pytest
 
 import wganx
 from wganx import parity
-from wganx.build import initial_arrays, load_backend, make_program, step_inputs
+from wganx.algorithm import step_inputs
+from wganx.build import initial_arrays, load_backend, make_program
 from wganx.records import ArchConfig
 
 from conftest import available_backends, check_critic_gradient, run_cli
@@ -149,7 +150,8 @@ def test_all_backends_in_one_process_in_any_import_order(order):
         pytest.skip(f"not installed: {missing}")
     code = textwrap.dedent(f"""
         import numpy as np, wganx
-        from wganx.build import load_backend, make_program, initial_arrays, step_inputs
+        from wganx.algorithm import step_inputs
+        from wganx.build import load_backend, make_program, initial_arrays
         from wganx.records import ArchConfig
         program = make_program(arch="mlp", arch_config=ArchConfig(data_kind="points", latent=2, maps=8), batch_size=4)
         losses = []

@@ -2,7 +2,7 @@
 
 A backend is a class named by a :class:`wganx.records.BackendSpec`; the core constructs it
 with the user's context flags (the same meaning as NNabla's ``get_extension_context``) and
-asks it to :meth:`Backend.compile` a :class:`wganx.program.Program`. Everything crosses as
+asks it to :meth:`Backend.compile` a :class:`wganx.algorithm.Program`. Everything crosses as
 numpy: parameters by canonical name in NCHW / OIHW layout, optimizer state as
 :mod:`wganx.optim` names it, step inputs drawn by the core's RNG.
 """
@@ -15,7 +15,7 @@ import numpy as np
 
 from .distributed import AUTO, NONE, SINGLE, Replicas, check_engine
 from .ops import Ops
-from .program import Program
+from .algorithm import Program
 
 CONTEXTS = ("cpu", "cuda", "cudnn")
 TYPE_CONFIGS = ("float", "half", "double")
@@ -28,7 +28,7 @@ class Session(abc.ABC):
     def set_state(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Load parameters (``generator/...``, ``critic/...``, running statistics included),
         optimizer state (``optimizer/...``) and the generator's moving average
-        (``ema/generator/...``, :func:`wganx.program.ema_name`); names not given keep their values."""
+        (``ema/generator/...``, :func:`wganx.algorithm.ema_name`); names not given keep their values."""
 
     @abc.abstractmethod
     def get_state(self) -> Dict[str, np.ndarray]:
@@ -44,7 +44,7 @@ class Session(abc.ABC):
 
     @abc.abstractmethod
     def generator_step(self, inputs: Mapping[str, np.ndarray]) -> Dict:
-        """One generator update, then the moving average's (:func:`wganx.program.ema_decay_at`),
+        """One generator update, then the moving average's (:func:`wganx.algorithm.ema_decay_at`),
         on the device; returns ``{"loss": ...}`` as backend values."""
 
     @abc.abstractmethod

@@ -1,15 +1,19 @@
-"""From names and numbers to a compiled session: the one place plugins are wired together."""
+"""From names and settings to the pieces a run is made of: the backend, the dataset, the
+:class:`wganx.algorithm.Program` and its initial state. The one place where plugin names are
+resolved into records and wired together; it compiles nothing (:meth:`wganx.backend.Backend.compile`
+does)."""
 from __future__ import annotations
 
 from typing import Dict, Optional
 
 import numpy as np
 
+from .algorithm import Program, ema_name
+from .config import TrainConfig
 from .errors import BackendUnavailableError, WganxError
 from .optim import OptimizerConfig, initial_state
 from .params import init_params
 from .plugins import Registry, registry as default_registry
-from .program import Program, ema_name
 from .records import ArchConfig
 from .threads import resolve_threads, set_thread_env
 
@@ -96,19 +100,49 @@ def with_ema(program: Program, arrays: Dict[str, np.ndarray]) -> Dict[str, np.nd
     return out
 
 
-def step_inputs(program: Program, step: str, rng: np.random.Generator, real=None, labels=None) -> Dict:
-    """The numpy inputs of one step, every random number drawn from the core's ``rng``.
+def load_dataset(config: TrainConfig, reg=None):
+    """The dataset ``config`` names, checked against the batch and ``--conditional``."""
+    reg = reg or default_registry()
+    spec = reg.get("dataset", config.dataset)
+    size = config.image_size if spec.kind == "image" else None
+    dataset = spec.load(config.data_dir, size, config.download)
+    if config.conditional and not dataset.num_classes:
+        raise WganxError(f"--conditional needs labels, and dataset {config.dataset!r} has none")
+    if len(dataset) and config.batch_size > len(dataset):
+        raise WganxError(f"--batch-size {config.batch_size} exceeds the {len(dataset)} samples of {config.dataset!r}")
+    return dataset
 
-    Order of draws: latent ``z``, then (critic) the regularizer's noise, then (generator,
-    conditional) random labels.
-    """
-    n = program.batch_size
-    inputs = {"z": rng.standard_normal((n, program.latent)).astype(np.float32)}
-    if step == "critic":
-        inputs["real"] = real
-        inputs.update(program.regularizer.sample_noise(rng, n, tuple(program.arch.sample_shape)))
-        if program.num_classes:
-            inputs["labels"] = labels.astype(np.int64)
-    elif program.num_classes:
-        inputs["labels"] = rng.integers(0, program.num_classes, n).astype(np.int64)
-    return inputs
+
+def build_program(config: TrainConfig, sample_shape: tuple, data_kind: str, num_classes: int, reg=None):
+    """The :class:`wganx.algorithm.Program` for ``config`` and data of ``sample_shape``."""
+    reg = reg or default_registry()
+    arch_spec = reg.get("architecture", config.arch)
+    image = data_kind == "image"
+    if image and tuple(sample_shape[1:]) != (config.image_size, config.image_size):
+        raise WganxError(f"the data is {sample_shape[1]}x{sample_shape[2]}, but --image-size is {config.image_size}")
+    arch_config = ArchConfig(
+        image_size=config.image_size, channels=sample_shape[0] if image else 0, latent=config.latent,
+        maps=config.maps, up=reg.get("upsampler", config.up) if arch_spec.uses_upsampler else None,
+        num_classes=num_classes if config.conditional else 0, critic_norm=config.critic_norm,
+        data_kind=data_kind, data_dim=sample_shape[0] if not image else 2)
+
+    def optimizer(lr):
+        if config.optimizer == "rmsprop":
+            return OptimizerConfig("rmsprop", lr=lr, eps=1e-10, rho=0.9)  # TF1's RMSProp (seed 004)
+        return OptimizerConfig("adam", lr=lr, beta1=config.beta1, beta2=config.beta2)
+
+    return make_program(arch=config.arch, regularizer=config.regularizer, loss=config.loss,
+                        arch_config=arch_config, penalty_weight=config.lambda_,
+                        critic_optimizer=optimizer(config.lrd), generator_optimizer=optimizer(config.lrg),
+                        batch_size=config.batch_size, allow_critic_batch_norm=config.allow_critic_batch_norm,
+                        ema_decay=config.ema_decay, ema_start=config.ema_start, reg=reg)
+
+
+def expected_shapes(program) -> Dict[str, tuple]:
+    """Every parameter a checkpoint of ``program`` holds, by name, with its moving average's."""
+    shapes = {f"{net}/{k}": spec.shape for net, network in
+              (("generator", program.arch.generator), ("critic", program.arch.critic))
+              for k, spec in network.params.items()}
+    if program.ema_decay:
+        shapes.update({ema_name(k): v for k, v in shapes.items() if k.startswith("generator/")})
+    return shapes

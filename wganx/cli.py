@@ -30,6 +30,8 @@ from . import __version__
 from .config import (CONTEXTS, PLUGIN_FIELDS, SECTIONS, TrainConfig, base_type, default_of, flag_name, from_user,
                      load_toml)
 from .errors import Interrupted, WganxError, check_choice
+from .options import (Backend, Context, DeviceId, RawWeights, Threads, complete_choices, complete_plugin_names,
+                      plugin_names, plugin_registry)
 
 BUILT_IN = ("train", "generate", "evaluate", "plugins", "parity", "import", "export")
 
@@ -39,32 +41,6 @@ TRAIN_EXAMPLES = """[bold]Examples[/bold]
   wganx train --backend nnabla -c cudnn -d 0 -b 64 --up nearest  [dim]# the NNabla example's CIFAR-10 job[/dim]
   wganx train --config run.toml -i 200 --resume                  [dim]# a TOML file of the same names; flags win[/dim]
 """
-
-
-def _registry():
-    from .plugins import registry
-
-    return registry()
-
-
-def _names(kind: str) -> List[str]:
-    try:
-        return _registry().names(kind)
-    except WganxError:
-        return []
-
-
-def _completer(kind: str) -> Callable[[str], List[str]]:
-    """Shell completion of plugin names of ``kind``, from the registry."""
-    def complete(incomplete: str) -> List[str]:
-        return [n for n in _names(kind) if n.startswith(incomplete)]
-    return complete
-
-
-def _choices(choices) -> Callable[[str], List[str]]:
-    def complete(incomplete: str) -> List[str]:
-        return [c for c in choices if c.startswith(incomplete)]
-    return complete
 
 
 # -- train: one option per TrainConfig field ----------------------------------------------------
@@ -77,7 +53,7 @@ def _train_option(f) -> inspect.Parameter:
     shown = meta.get("shown_default") or ("off" if default is None or default is False
                                           else "on" if default is True else default)
     help_text = meta.get("help", "")
-    choices = meta.get("choices") or (_names(PLUGIN_FIELDS[f.name]) if f.name in PLUGIN_FIELDS else None)
+    choices = meta.get("choices") or (plugin_names(PLUGIN_FIELDS[f.name]) if f.name in PLUGIN_FIELDS else None)
     if choices:
         help_text += f" [dim]\\[{' | '.join(choices)}][/dim]"
     help_text += f" [dim]\\[default: {shown}][/dim]"
@@ -85,9 +61,9 @@ def _train_option(f) -> inspect.Parameter:
     if kind is bool:
         flags = [f"--{flag_name(f.name)}/--no-{flag_name(f.name)}"]
     if f.name in PLUGIN_FIELDS:
-        extra["autocompletion"] = _completer(PLUGIN_FIELDS[f.name])
+        extra["autocompletion"] = complete_plugin_names(PLUGIN_FIELDS[f.name])
     elif choices:
-        extra["autocompletion"] = _choices(choices)
+        extra["autocompletion"] = complete_choices(choices)
     option = typer.Option(*flags, help=help_text, show_default=False, rich_help_panel=_panel(f.name), **extra)
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
                              annotation=Annotated[Optional[kind], option])
@@ -138,16 +114,6 @@ def _resume_takes_latest(argv: List[str]) -> List[str]:
 
 # -- the other built-in commands ------------------------------------------------------------------
 
-Context = Annotated[str, typer.Option("-c", "--context", help="cpu, cuda or cudnn", autocompletion=_choices(CONTEXTS))]
-DeviceId = Annotated[int, typer.Option("-d", "--device-id", help="GPU index")]
-Threads = Annotated[int, typer.Option(  # the same help as train's --threads
-    "--threads", help=next(f for f in fields(TrainConfig) if f.name == "threads").metadata["help"])]
-RawWeights = Annotated[bool, typer.Option(
-    "--raw-weights", help="sample the generator's own weights, not their moving average (--ema-decay)")]
-Backend = Annotated[Optional[str], typer.Option("--backend", help="backend (default: the one that trained it)",
-                                                autocompletion=_completer("backend"))]
-
-
 def generate(model_load_path: Annotated[Path, typer.Option("--model-load-path", help="a params_*.safetensors checkpoint")],
              monitor_path: Annotated[Path, typer.Option("--monitor-path", help="output folder")],
              backend: Backend = None, context: Context = "cpu", device_id: DeviceId = 0, threads: Threads = 0,
@@ -175,7 +141,7 @@ def plugins(json_output: Annotated[bool, typer.Option("--json", help="print a JS
     """List every plugin of the wganx entry-point group, built-ins included."""
     from .plugins import KINDS
 
-    reg = _registry()
+    reg = plugin_registry()
     rows = [{"kind": "backend", "name": name, "package": f"wganx-{name}", "version": "", "available": False,
              "reason": why, "description": ""} for name, why in reg.missing_standard_backends().items()]
     conflicts = reg.conflicts()
@@ -211,7 +177,7 @@ def _terminal_width() -> int:
 
 def parity(backends: Annotated[Optional[List[str]], typer.Option(
                "--backend", help="backend to include (repeatable; default: all available)",
-               autocompletion=_completer("backend"))] = None,
+               autocompletion=complete_plugin_names("backend"))] = None,
            case: Annotated[Optional[List[str]], typer.Option(
                "--case", help="only the cases whose label contains this text (repeatable; default: every case)")
            ] = None,
@@ -323,7 +289,7 @@ def build_app(reg=None) -> typer.Typer:
     app.command("import")(_guarded(import_checkpoint))
     app.command("export")(_guarded(export_checkpoint))
     try:
-        commands = (reg or _registry()).entries("command")
+        commands = (reg or plugin_registry()).entries("command")
     except WganxError:
         commands = []
     for entry in commands:

@@ -44,7 +44,7 @@ import numpy as np
 import typer
 from typing_extensions import Annotated
 
-from .cli import Backend, Context, DeviceId, RawWeights, Threads
+from .options import Backend, Context, DeviceId, RawWeights, Threads
 from .config import CONTEXTS
 from .errors import WganxError, check_choice
 from .plugins import registry as default_registry
@@ -351,24 +351,6 @@ def read_metrics_csv(path: Path) -> List[Dict[str, float]]:
 
 # ---------------------------------------------------------------------------- sources
 
-def session_generator(session, program, seed: int = 0, batch_size: int = 256,
-                      raw: bool = False) -> Callable[[int], np.ndarray]:
-    """``generate_fn(n)`` drawing latents (and, for conditional models, uniform labels) from
-    its own generator seeded with ``seed``; what :class:`Evaluator` calls. ``raw``: the
-    generator's own weights rather than their moving average."""
-    rng = np.random.default_rng(seed)
-
-    def generate_fn(n: int) -> np.ndarray:
-        chunks = []
-        for start in range(0, n, batch_size):
-            m = min(batch_size, n - start)
-            z = rng.standard_normal((m, program.latent)).astype(np.float32)
-            labels = rng.integers(0, program.num_classes, m).astype(np.int64) if program.num_classes else None
-            chunks.append(np.asarray(session.generate(z, labels, raw=raw), np.float32))
-        return np.concatenate(chunks)
-    return generate_fn
-
-
 def load_npz_samples(path) -> np.ndarray:
     """``images`` or ``points`` of a ``samples.npz`` (as ``wganx generate`` writes); any other
     array is refused rather than guessed at."""
@@ -391,7 +373,7 @@ def load_npz_samples(path) -> np.ndarray:
 def _load_source(args) -> tuple:
     """``(samples, source info, dataset from the source or None, data_dir or None)``."""
     if args.model_load_path:
-        from .generate import load_session
+        from .generate import load_session, session_generator
 
         session, program, meta = load_session(args.model_load_path, args.backend, args.context,
                                               args.device_id, args.batch_size, threads=args.threads)

@@ -3,16 +3,15 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from . import checkpoint, monitor
-from .build import load_backend
+from .build import build_program, expected_shapes, load_backend
 from .config import TrainConfig
 from .errors import WganxError
 from .plugins import registry as default_registry
-from .training import build_program, expected_shapes
 
 
 def load_session(path, backend: Optional[str] = None, context: str = "cpu", device_id: int = 0,
@@ -77,3 +76,21 @@ def generate(model_load_path, monitor_path, *, backend=None, context="cpu", devi
             monitor.plot_points(samples, samples, session.critic_values, path, title="generated")
         written["png"] = str(path)
     return {"samples": samples, "written": written, "iteration": meta["iteration"]}
+
+
+def session_generator(session, program, seed: int = 0, batch_size: int = 256,
+                      raw: bool = False) -> Callable[[int], np.ndarray]:
+    """``generate_fn(n)`` drawing latents (and, for conditional models, uniform labels) from
+    its own generator seeded with ``seed``; what :class:`Evaluator` calls. ``raw``: the
+    generator's own weights rather than their moving average."""
+    rng = np.random.default_rng(seed)
+
+    def generate_fn(n: int) -> np.ndarray:
+        chunks = []
+        for start in range(0, n, batch_size):
+            m = min(batch_size, n - start)
+            z = rng.standard_normal((m, program.latent)).astype(np.float32)
+            labels = rng.integers(0, program.num_classes, m).astype(np.int64) if program.num_classes else None
+            chunks.append(np.asarray(session.generate(z, labels, raw=raw), np.float32))
+        return np.concatenate(chunks)
+    return generate_fn

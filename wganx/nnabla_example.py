@@ -72,7 +72,7 @@ def _config(maps: int, up: str, latent: int) -> TrainConfig:
 
 
 def _program(config: TrainConfig):
-    from .training import build_program
+    from .build import build_program
 
     return build_program(config, (3, 32, 32), "image", 0)
 
@@ -80,8 +80,7 @@ def _program(config: TrainConfig):
 def import_h5(path, *, maps: int, up: str, latent: int) -> Tuple[Dict[str, np.ndarray], dict]:
     """``(arrays, meta)`` of a wganx checkpoint made from the example's ``params_N.h5``,
     whose model was trained with ``--maps``, ``--up`` and ``--latent``."""
-    from .build import initial_arrays
-    from .training import expected_shapes
+    from .build import expected_shapes, initial_arrays
 
     h5py, path = _h5py(), Path(path)
     config = _config(maps, up, latent)
@@ -123,7 +122,7 @@ def import_h5(path, *, maps: int, up: str, latent: int) -> Tuple[Dict[str, np.nd
 def export_h5(arrays: Dict[str, np.ndarray], meta: dict, path) -> Path:
     """Write a wganx ``nnabla-cifar`` checkpoint as the example's ``params_N.h5`` (what
     ``nn.load_parameters`` and the example's ``generate.py`` read), atomically."""
-    from .training import expected_shapes
+    from .build import expected_shapes
 
     h5py = _h5py()
     cfg = meta["config"]

@@ -52,11 +52,12 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .build import initial_arrays, load_backend, make_program, step_inputs
+from .algorithm import step_inputs
+from .build import initial_arrays, load_backend, make_program
 from .errors import WganxError
 from .optim import OptimizerConfig
 from .plugins import Registry, registry as default_registry
-from .program import Program
+from .algorithm import Program
 from .records import ArchConfig, Architecture, Network, ParamSpec
 
 SCALAR_RTOL, SCALAR_ATOL = 1e-4, 1e-6

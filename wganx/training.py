@@ -19,16 +19,14 @@ from typing import Dict, Optional
 import numpy as np
 
 from . import __version__, checkpoint, monitor
-from .build import initial_arrays, load_backend, make_program, step_inputs, with_ema
+from .algorithm import EMA_PREFIX, critic_steps, generator_iteration
+from .build import build_program, expected_shapes, initial_arrays, load_backend, load_dataset, with_ema
 from .config import TrainConfig, flag_name
 from .data import Prefetcher
 from .distributed import ReplicaLost, check_launch, local_batch, process_index
 from .errors import BackendUnavailableError, Interrupted, WganxError, notice, silence_notices
-from .optim import OptimizerConfig
-from .program import EMA_PREFIX, ema_name
 from .progress import TrainingProgress
 from .plugins import registry as default_registry
-from .records import ArchConfig
 from .runfolder import RunFolder, describe_os_error
 
 FIXED_Z_STREAM = 1  # seeds of the independent generators derived from --seed
@@ -46,60 +44,6 @@ RESUME_MAY_CHANGE = ("resume", "overwrite", "max_iter", "progress", "monitor_pat
 
 class TrainingDiverged(WganxError):
     """A loss became NaN or infinite."""
-
-
-def critic_steps(config: TrainConfig, iteration: int) -> int:
-    """Critic steps before generator step ``iteration`` (0-based)."""
-    if config.critic_schedule == "wgan" and (iteration < 25 or iteration % 500 == 0):
-        return 100  # Arjovsky et al.'s schedule, seed 004
-    return config.n_critic
-
-
-def load_dataset(config: TrainConfig, reg=None):
-    reg = reg or default_registry()
-    spec = reg.get("dataset", config.dataset)
-    size = config.image_size if spec.kind == "image" else None
-    dataset = spec.load(config.data_dir, size, config.download)
-    if config.conditional and not dataset.num_classes:
-        raise WganxError(f"--conditional needs labels, and dataset {config.dataset!r} has none")
-    if len(dataset) and config.batch_size > len(dataset):
-        raise WganxError(f"--batch-size {config.batch_size} exceeds the {len(dataset)} samples of {config.dataset!r}")
-    return dataset
-
-
-def build_program(config: TrainConfig, sample_shape: tuple, data_kind: str, num_classes: int, reg=None):
-    """The :class:`wganx.program.Program` for ``config`` and data of ``sample_shape``."""
-    reg = reg or default_registry()
-    arch_spec = reg.get("architecture", config.arch)
-    image = data_kind == "image"
-    if image and tuple(sample_shape[1:]) != (config.image_size, config.image_size):
-        raise WganxError(f"the data is {sample_shape[1]}x{sample_shape[2]}, but --image-size is {config.image_size}")
-    arch_config = ArchConfig(
-        image_size=config.image_size, channels=sample_shape[0] if image else 0, latent=config.latent,
-        maps=config.maps, up=reg.get("upsampler", config.up) if arch_spec.uses_upsampler else None,
-        num_classes=num_classes if config.conditional else 0, critic_norm=config.critic_norm,
-        data_kind=data_kind, data_dim=sample_shape[0] if not image else 2)
-
-    def optimizer(lr):
-        if config.optimizer == "rmsprop":
-            return OptimizerConfig("rmsprop", lr=lr, eps=1e-10, rho=0.9)  # TF1's RMSProp (seed 004)
-        return OptimizerConfig("adam", lr=lr, beta1=config.beta1, beta2=config.beta2)
-
-    return make_program(arch=config.arch, regularizer=config.regularizer, loss=config.loss,
-                        arch_config=arch_config, penalty_weight=config.lambda_,
-                        critic_optimizer=optimizer(config.lrd), generator_optimizer=optimizer(config.lrg),
-                        batch_size=config.batch_size, allow_critic_batch_norm=config.allow_critic_batch_norm,
-                        ema_decay=config.ema_decay, ema_start=config.ema_start, reg=reg)
-
-
-def expected_shapes(program) -> Dict[str, tuple]:
-    """Every parameter a checkpoint of ``program`` holds, by name, with its moving average's."""
-    shapes = {f"{net}/{k}": spec.shape for net, network in
-              (("generator", program.arch.generator), ("critic", program.arch.critic))
-              for k, spec in network.params.items()}
-    if program.ema_decay:
-        shapes.update({ema_name(k): v for k, v in shapes.items() if k.startswith("generator/")})
-    return shapes
 
 
 class Trainer:
@@ -319,11 +263,13 @@ class Trainer:
         """Generator iteration ``i``: its critic steps, its generator step, and what is due
         after it (a loss row, a checkpoint, an evaluation). Returns the row if one was logged."""
         cfg, row = self.config, None
-        for _ in range(critic_steps(cfg, i)):
-            real, labels = next(data)
+
+        def next_batch():
             self.batches_read += 1
-            critic = self.session.critic_step(step_inputs(self.program, "critic", self.rng, real, labels))
-        gen = self.session.generator_step(step_inputs(self.program, "generator", self.rng))
+            return next(data)
+
+        critic, gen = generator_iteration(self.session, self.program, self.rng, next_batch,
+                                          critic_steps(cfg.critic_schedule, cfg.n_critic, i))
         self.iteration = done = i + 1
         if done % cfg.log_interval == 0 or done == cfg.max_iter or interrupted.signal:
             row = self._log(log, board, done, critic, gen, clock_offset + time.perf_counter())
@@ -331,7 +277,7 @@ class Trainer:
         saved = self.save(log) if due and self.writer else None
         progress.update(done, row, saved)
         if self.evaluator is not None and (done % cfg.eval_interval == 0 or done == cfg.max_iter):
-            from .evaluate import session_generator
+            from .generate import session_generator
 
             self.evaluator(session_generator(self.session, self.program, seed=[cfg.seed, EVAL_STREAM],
                                              raw=cfg.raw_weights), done)

@@ -52,8 +52,9 @@ import numpy as np
 import typer
 from typing_extensions import Annotated
 
-from wganx.cli import Context, DeviceId
+from wganx.options import Context, DeviceId
 from wganx.config import CONTEXTS
+from wganx.algorithm import generator_iteration, step_inputs
 from wganx.distributed import TF_CPU_DEVICES_ENV, process_index
 from wganx.errors import WganxError, check_choice
 from wganx.threads import THREAD_VARS, resolve_threads, set_thread_env
@@ -139,22 +140,20 @@ class WganxRunner:
         self.pool = [self.rng.uniform(-1, 1, shape).astype(np.float32) for _ in range(POOL)]
         self.n_critic, self.k, self.last = spec["n_critic"], 0, None
 
-    def critic_step(self):
-        from wganx.build import step_inputs
-
+    def _next_batch(self):
         real = self.pool[self.k % POOL]
         self.k += 1
-        self.last = self.session.critic_step(step_inputs(self.program, "critic", self.rng, real))
+        return real, None
+
+    def critic_step(self):
+        self.last = self.session.critic_step(step_inputs(self.program, "critic", self.rng, *self._next_batch()))
 
     def generator_step(self):
-        from wganx.build import step_inputs
-
         self.last = self.session.generator_step(step_inputs(self.program, "generator", self.rng))
 
     def iteration(self):
-        for _ in range(self.n_critic):
-            self.critic_step()
-        self.generator_step()
+        """Algorithm 1's outer loop body, as the trainer runs it."""
+        _, self.last = generator_iteration(self.session, self.program, self.rng, self._next_batch, self.n_critic)
 
     def sync(self):
         if self.last is not None:

@@ -41,7 +41,7 @@ from wganx.distributed import SINGLE, Replicas, launch_of, replica_slice
 from wganx.errors import BackendUnavailableError
 from wganx.ops import Ops, check_pad, unknown_interpolation
 from wganx.optim import parse_state_name, state_name
-from wganx.program import EMA_PREFIX, Program, critic_objective, ema_decay_at, ema_name, generator_objective
+from wganx.algorithm import EMA_PREFIX, Program, critic_objective, ema_decay_at, ema_name, generator_objective
 
 # Mixed precision: initial loss scale, halved on overflow. 2**15 is the largest power of
 # two a float16 holds (65504 is the maximum), and NNabla seeds backward in the graph's dtype.
@@ -731,7 +731,7 @@ class NNablaSession(Session):
             return self._snapshot(graph.outputs)
 
     def _update_ema(self):
-        """``ema = d ema + (1 - d) param`` (:func:`wganx.program.ema_decay_at`), on the device;
+        """``ema = d ema + (1 - d) param`` (:func:`wganx.algorithm.ema_decay_at`), on the device;
         running statistics are copied."""
         self._ema_graph(ema_decay_at(self.program, self.optim["generator"].steps())).forward(clear_buffer=True)
 

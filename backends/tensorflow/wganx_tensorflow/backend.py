@@ -73,7 +73,7 @@ from wganx.distributed import (AUTO, SINGLE, TF_CPU_DEVICES_ENV as CPU_DEVICES_E
 from wganx.errors import BackendUnavailableError, WganxError, notice  # noqa: E402
 from wganx.ops import Ops, check_pad, linear_phases, unknown_interpolation  # noqa: E402
 from wganx.optim import parse_state_name, state_name  # noqa: E402
-from wganx.program import Program, critic_objective, ema_name, generator_objective, split_params  # noqa: E402
+from wganx.algorithm import Program, critic_objective, ema_name, generator_objective, split_params  # noqa: E402
 
 TO_NHWC = (0, 2, 3, 1)
 TO_NCHW = (0, 3, 1, 2)
@@ -787,7 +787,7 @@ class TensorFlowSession(Session):
         return train
 
     def _update_ema(self):
-        """:func:`wganx.program.ema_decay_at` on the step counter: ``d = ema_decay`` once the
+        """:func:`wganx.algorithm.ema_decay_at` on the step counter: ``d = ema_decay`` once the
         step passes ``ema_start``, else 0; running statistics are copied."""
         past_start = self.steps["generator"] > self.program.ema_start
         d = tf.where(past_start, tf.constant(self.program.ema_decay, self.dtype), tf.constant(0.0, self.dtype))

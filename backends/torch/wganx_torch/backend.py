@@ -26,7 +26,7 @@ from wganx.distributed import SINGLE, ReplicaLost, Replicas, launch_of, replica_
 from wganx.errors import BackendUnavailableError
 from wganx.ops import Ops, check_pad, linear_phases, unknown_interpolation
 from wganx.optim import parse_state_name, state_name
-from wganx.program import (EMA_PREFIX, Program, critic_objective, ema_decay_at, ema_name, generator_objective,
+from wganx.algorithm import (EMA_PREFIX, Program, critic_objective, ema_decay_at, ema_name, generator_objective,
                            split_params)
 
 
@@ -433,7 +433,7 @@ class TorchSession(Session):
         return values
 
     def _update_ema(self):
-        """``ema = d ema + (1 - d) param`` (:func:`wganx.program.ema_decay_at`), statistics copied."""
+        """``ema = d ema + (1 - d) param`` (:func:`wganx.algorithm.ema_decay_at`), statistics copied."""
         d = ema_decay_at(self.program, self.steps["generator"])
         torch._foreach_lerp_([e for e, _ in self.ema_averaged], [p for _, p in self.ema_averaged], 1.0 - d)
         for e, p in self.ema_copied:

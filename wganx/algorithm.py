@@ -1,0 +1,189 @@
+"""Algorithm 1 of Gulrajani et al. (2017), "Improved Training of Wasserstein GANs", written
+once against the neutral ops. Read it beside the paper::
+
+    while theta has not converged:                          generator_iteration
+        for t = 1, ..., n_critic:                           critic_steps (the schedule)
+            sample real x, latent z, eps ~ U[0, 1]          step_inputs(program, "critic", ...)
+            x~ = G(z);  x^ = eps x + (1 - eps) x~           the regularizer's penalty
+            L = D(x~) - D(x) + lambda (|grad D(x^)| - 1)^2  critic_objective
+            w <- Adam(grad_w L, alpha, beta1, beta2)        the backend's compiled critic_step
+        sample a batch of latent z                          step_inputs(program, "generator", ...)
+        theta <- Adam(grad_theta -D(G(z)), ...)             generator_objective, generator_step
+
+A :class:`Program` is everything a backend compiles: the two networks, the loss, the
+regularizer, the optimizers, the batch and the generator's moving average. The core draws
+every random number (:func:`step_inputs`), so two backends given the same seed see the same
+numbers; a backend differentiates the objectives' ``"loss"`` entry by the stepped network's
+parameters, applies the update of :mod:`wganx.optim` (and, for weight clipping, clips the
+critic afterwards), then moves the generator's average (:func:`ema_decay_at`).
+
+The loss (Wasserstein, non-saturating ...) and the penalty (gp, lp, r1, dragan, clipping ...)
+are plugins (:class:`wganx.records.LossSpec`, :class:`wganx.records.RegularizerSpec`); the
+alternation around them is here and only here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Mapping, Tuple
+
+import numpy as np
+
+from .optim import OptimizerConfig
+from .records import Architecture, LossSpec, RegularizerSpec
+
+NETWORKS = ("generator", "critic")
+
+
+@dataclass(frozen=True)
+class Program:
+    """What a backend compiles into ``critic_step`` and ``generator_step``."""
+
+    arch: Architecture
+    loss: LossSpec
+    regularizer: RegularizerSpec
+    penalty_weight: float = 10.0
+    critic_optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    generator_optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    batch_size: int = 64
+    latent: int = 128
+    num_classes: int = 0
+    ema_decay: float = 0.0
+    ema_start: int = 0
+
+    def network(self, net: str):
+        """``"generator"`` or ``"critic"`` -> its :class:`wganx.records.Network`."""
+        return self.arch.generator if net == "generator" else self.arch.critic
+
+    def optimizer(self, net: str) -> OptimizerConfig:
+        return self.generator_optimizer if net == "generator" else self.critic_optimizer
+
+    def input_shapes(self, step: str) -> Dict[str, tuple]:
+        """Shapes of the numpy inputs of ``step`` (``"critic"`` or ``"generator"``)."""
+        n = self.batch_size
+        shapes = {"z": (n, self.latent)}
+        if step == "critic":
+            shapes["real"] = (n,) + tuple(self.arch.sample_shape)
+        if self.num_classes:
+            shapes["labels"] = (n,)
+        return shapes
+
+
+# -- the loop ----------------------------------------------------------------------------------
+def critic_steps(schedule: str, n_critic: int, iteration: int) -> int:
+    """Critic steps before generator step ``iteration`` (0-based): ``n_critic`` (the paper's
+    ``constant`` schedule), or Arjovsky et al.'s ``wgan`` schedule (100 for the first 25
+    iterations and every 500th, as the original WGAN and the TF1 example train)."""
+    if schedule == "wgan" and (iteration < 25 or iteration % 500 == 0):
+        return 100
+    return n_critic
+
+
+def step_inputs(program: Program, step: str, rng: np.random.Generator, real=None, labels=None) -> Dict:
+    """The numpy inputs of one step, every random number drawn from the core's ``rng``.
+
+    Order of draws: latent ``z``, then (critic) the regularizer's noise (``eps`` for the
+    gradient penalty: one uniform weight per sample), then (generator, conditional) random
+    labels.
+    """
+    n = program.batch_size
+    inputs = {"z": rng.standard_normal((n, program.latent)).astype(np.float32)}
+    if step == "critic":
+        inputs["real"] = real
+        inputs.update(program.regularizer.sample_noise(rng, n, tuple(program.arch.sample_shape)))
+        if program.num_classes:
+            inputs["labels"] = labels.astype(np.int64)
+    elif program.num_classes:
+        inputs["labels"] = rng.integers(0, program.num_classes, n).astype(np.int64)
+    return inputs
+
+
+def generator_iteration(session, program: Program, rng: np.random.Generator,
+                        next_batch: Callable[[], Tuple[np.ndarray, np.ndarray]], n_critic: int) -> tuple:
+    """One pass of the outer loop: ``n_critic`` critic steps on batches from ``next_batch()``
+    (``(real, labels)``), then one generator step. Returns both steps' values, still on the
+    device (:meth:`wganx.backend.Session.fetch` them when logging)."""
+    critic = {}
+    for _ in range(n_critic):
+        real, labels = next_batch()
+        critic = session.critic_step(step_inputs(program, "critic", rng, real, labels))
+    return critic, session.generator_step(step_inputs(program, "generator", rng))
+
+
+# -- the two objectives ------------------------------------------------------------------------
+def _labels(inputs):
+    return inputs.get("labels")
+
+
+def critic_objective(ops, program: Program, pg: Mapping, pd: Mapping, inputs: Mapping) -> Dict:
+    """The critic's loss on one batch: adversarial loss plus ``lambda`` times the penalty.
+
+    Args:
+        ops: the backend's :class:`wganx.ops.Ops`.
+        program: the program being compiled.
+        pg, pd: generator and critic parameters as backend tensors, by canonical name.
+        inputs: backend tensors ``real``, ``z``, optional ``labels`` and the
+            regularizer's noise (e.g. ``eps``), all drawn by the core.
+
+    Returns:
+        ``{"loss", "penalty", "wasserstein"}``; ``wasserstein`` is
+        ``mean D(real) - mean D(fake)``, the estimate the NNabla example plots as the
+        negative critic loss.
+    """
+    G, D = program.arch.generator, program.arch.critic
+    labels = _labels(inputs)
+    with ops.no_grad():
+        fake = ops.stop_gradient(G.forward(ops, pg, inputs["z"], training=True, labels=labels))
+
+    def critic(x):
+        return D.forward(ops, pd, x, training=True, labels=labels)
+
+    d_real, d_fake = critic(inputs["real"]), critic(fake)
+    loss = program.loss.critic(ops, d_real, d_fake)
+    out = {"wasserstein": ops.mean(d_real) - ops.mean(d_fake)}
+    reg = program.regularizer
+    if reg.penalty is not None:
+        penalty = reg.penalty(ops, critic, inputs["real"], fake, inputs)
+        loss = loss + program.penalty_weight * penalty
+        out["penalty"] = penalty
+    out["loss"] = loss
+    return out
+
+
+def generator_objective(ops, program: Program, pg: Mapping, pd: Mapping, inputs: Mapping) -> Dict:
+    """The generator's loss on one batch of latent codes: ``{"loss"}``."""
+    G, D = program.arch.generator, program.arch.critic
+    labels = _labels(inputs)
+    fake = G.forward(ops, pg, inputs["z"], training=True, labels=labels)
+    return {"loss": program.loss.generator(ops, D.forward(ops, pd, fake, training=True, labels=labels))}
+
+
+OBJECTIVES = {"critic": critic_objective, "generator": generator_objective}
+
+
+# -- the generator's moving average ----------------------------------------------------------
+EMA_PREFIX = "ema/"
+
+
+def ema_name(name: str) -> str:
+    """``generator/x`` -> ``ema/generator/x``: the moving average of a generator parameter in
+    session states and checkpoints."""
+    return EMA_PREFIX + name
+
+
+def ema_decay_at(program: Program, step: int) -> float:
+    """The weight of the old average after generator update ``step`` (1-based).
+
+    After every generator step a backend sets ``ema = d * ema + (1 - d) * param`` for each
+    trainable generator parameter, with ``d = ema_decay`` once ``step > ema_start`` and ``d = 0``
+    (the average copies the generator) before; running statistics (batch norm) are copied,
+    not averaged, as StyleGAN2-ADA does: an average of statistics is not the statistics of
+    the averaged network either, and the copy is the newest estimate.
+    """
+    return program.ema_decay if step > program.ema_start else 0.0
+
+
+def split_params(params: Mapping) -> tuple:
+    """``{"generator/x": ..., "critic/y": ...}`` -> ``({"x": ...}, {"y": ...})``."""
+    pg = {k[len("generator/"):]: v for k, v in params.items() if k.startswith("generator/")}
+    pd = {k[len("critic/"):]: v for k, v in params.items() if k.startswith("critic/")}
+    return pg, pd
