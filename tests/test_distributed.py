@@ -362,7 +362,7 @@ def test_nnabla_ranks_in_lockstep_equal_one_process():
         real = data.standard_normal((8, 2)).astype(np.float32)
         inputs = step_inputs(program, net, rng, real if net == "critic" else None)
         expected = alone.fetch(alone._step(net, inputs))
-        graphs = [s._forward_backward(net, s._local(inputs)) for s in ranks]
+        graphs = [s._forward_backward(net, s.process_share(inputs)) for s in ranks]
         reduced = [s._reduced(net, g) for s, g in zip(ranks, graphs)]
         for a, b in zip(*reduced):
             mean = (np.array(a.data) + np.array(b.data)) / 2

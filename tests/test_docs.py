@@ -75,7 +75,7 @@ def test_cli_reference_is_generated_from_the_app(html):
 def test_api_reference_covers_the_contract(html):
     text = (html / "api.html").read_text()
     for name in ("wganx.hookspecs.wganx_regularizers", "wganx.records.RegularizerSpec",
-                 "wganx.ops.Ops.input_grad", "wganx.backend.Session.critic_step",
+                 "wganx.ops.Ops.input_grad", "wganx.session.Session.critic_step",
                  "wganx.config.TrainConfig", "wganx.algorithm.critic_objective",
                  "wganx.parity.default_cases", "wganx.testing.assert_parity"):
         assert f'id="{name}"' in text, name

@@ -192,7 +192,7 @@ def test_tensorflow_nearest_upsampling_has_derivatives_of_every_order():
     """The backend's resize-based nearest upsampling against tile-and-reshape, up to the third
     derivative in float64 (TensorFlow has no gradient for the resize's own gradient op)."""
     import tensorflow as tf
-    from wganx_tensorflow.backend import TensorFlowOps
+    from wganx_tensorflow.ops import TensorFlowOps
 
     x = tf.constant(np.random.default_rng(0).standard_normal((2, 3, 3, 2)))
     weights = tf.reshape(tf.range(72, dtype=tf.float64) / 72.0, (1, 6, 6, 2))

@@ -101,7 +101,7 @@ def generator_iteration(session, program: Program, rng: np.random.Generator,
                         next_batch: Callable[[], Tuple[np.ndarray, np.ndarray]], n_critic: int) -> tuple:
     """One pass of the outer loop: ``n_critic`` critic steps on batches from ``next_batch()``
     (``(real, labels)``), then one generator step. Returns both steps' values, still on the
-    device (:meth:`wganx.backend.Session.fetch` them when logging)."""
+    device (:meth:`wganx.session.Session.fetch` them when logging)."""
     critic = {}
     for _ in range(n_critic):
         real, labels = next_batch()

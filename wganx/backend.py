@@ -2,87 +2,24 @@
 
 A backend is a class named by a :class:`wganx.records.BackendSpec`; the core constructs it
 with the user's context flags (the same meaning as NNabla's ``get_extension_context``) and
-asks it to :meth:`Backend.compile` a :class:`wganx.algorithm.Program`. Everything crosses as
-numpy: parameters by canonical name in NCHW / OIHW layout, optimizer state as
-:mod:`wganx.optim` names it, step inputs drawn by the core's RNG.
+asks it to :meth:`Backend.compile` a :class:`wganx.algorithm.Program` into a
+:class:`wganx.session.Session`. Everything crosses as numpy: parameters by canonical name in
+NCHW / OIHW layout, optimizer state as :mod:`wganx.optim` names it, step inputs drawn by the
+core's RNG.
 """
 from __future__ import annotations
 
 import abc
-from typing import Dict, Mapping, Optional
+from typing import Dict
 
-import numpy as np
-
-from .distributed import AUTO, NONE, SINGLE, Replicas, check_engine
-from .ops import Ops
 from .algorithm import Program
+from .distributed import AUTO, NONE, SINGLE, Replicas, check_engine
+from .errors import BackendUnavailableError, WganxError
+from .ops import Ops
+from .session import Session
 
 CONTEXTS = ("cpu", "cuda", "cudnn")
 TYPE_CONFIGS = ("float", "half", "double")
-
-
-class Session(abc.ABC):
-    """A compiled program holding the backend's parameters and optimizer state."""
-
-    @abc.abstractmethod
-    def set_state(self, arrays: Mapping[str, np.ndarray]) -> None:
-        """Load parameters (``generator/...``, ``critic/...``, running statistics included),
-        optimizer state (``optimizer/...``) and the generator's moving average
-        (``ema/generator/...``, :func:`wganx.algorithm.ema_name`); names not given keep their values."""
-
-    @abc.abstractmethod
-    def get_state(self) -> Dict[str, np.ndarray]:
-        """Every parameter, running statistic, optimizer slot and moving average, as float32 numpy."""
-
-    @abc.abstractmethod
-    def critic_step(self, inputs: Mapping[str, np.ndarray]) -> Dict:
-        """One critic update; returns the objective's scalars as backend values.
-
-        The values stay on the device: call :meth:`fetch` only when logging, so a step
-        never waits for the device.
-        """
-
-    @abc.abstractmethod
-    def generator_step(self, inputs: Mapping[str, np.ndarray]) -> Dict:
-        """One generator update, then the moving average's (:func:`wganx.algorithm.ema_decay_at`),
-        on the device; returns ``{"loss": ...}`` as backend values."""
-
-    @abc.abstractmethod
-    def fetch(self, values: Mapping) -> Dict[str, float]:
-        """Backend scalars -> Python floats (this synchronises); values that are Python
-        numbers already pass through, so fetching twice is harmless."""
-
-    @abc.abstractmethod
-    def gradients(self, step: str, inputs: Mapping[str, np.ndarray]) -> tuple:
-        """``(scalars, grads)`` of ``step``'s objective without updating anything.
-
-        ``scalars`` maps the objective's scalars (as :meth:`critic_step` names them) to
-        Python floats, already fetched; ``grads`` maps every trainable parameter of the
-        stepped network (canonical name with its ``generator/`` or ``critic/`` prefix) to its
-        gradient as a numpy array of the parameter's canonical shape. The same types on
-        every backend.
-        """
-
-    @abc.abstractmethod
-    def generate(self, z: np.ndarray, labels: Optional[np.ndarray] = None, *, raw: bool = False) -> np.ndarray:
-        """Generator output in inference mode (batch norm uses running statistics).
-
-        When the program keeps a moving average of the generator (``Program.ema_decay``), the
-        output is the averaged generator's unless ``raw``.
-        """
-
-    @abc.abstractmethod
-    def critic_values(self, x: np.ndarray, labels: Optional[np.ndarray] = None) -> np.ndarray:
-        """``D(x)`` as ``(N, 1)`` numpy."""
-
-    @abc.abstractmethod
-    def input_gradient(self, x: np.ndarray, labels: Optional[np.ndarray] = None) -> np.ndarray:
-        """``d sum D(x) / dx`` through ``ops.input_grad``, in the session's dtype."""
-
-    def any_replica(self, flag: bool) -> bool:
-        """True on every replica when ``flag`` is true on any (a collective: every process
-        calls it at the same point); lets all replicas stop after the same iteration."""
-        return bool(flag)
 
 
 class Backend(abc.ABC):
@@ -102,14 +39,17 @@ class Backend(abc.ABC):
     #: :func:`wganx.build.load_backend`
     engines: tuple = ()
     replicas: Replicas = SINGLE
+    #: mixed precision on the CPU: off (slow, and not what anyone trains with); a subclass may
+    #: allow it where its framework computes float16 on the CPU (the tests of -t half do)
+    half_on_cpu = False
 
     def __init__(self, context: str = "cpu", device_id: int = 0, type_config: str = "float"):
-        from .errors import WganxError
-
         if context not in CONTEXTS:
             raise WganxError(f"unknown context {context!r}; choose one of: {', '.join(CONTEXTS)}")
         if type_config not in TYPE_CONFIGS:
             raise WganxError(f"unknown type config {type_config!r}; choose one of: {', '.join(TYPE_CONFIGS)}")
+        if type_config == "half" and context == "cpu" and not self.half_on_cpu:
+            raise BackendUnavailableError(f"-t half (mixed precision) needs -c cuda or -c cudnn with {self.name}")
         self.context, self.device_id, self.type_config = context, int(device_id), type_config
 
     def set_threads(self, threads: int) -> None:
@@ -141,7 +81,7 @@ class Backend(abc.ABC):
         again does nothing."""
 
     @abc.abstractmethod
-    def compile(self, program: Program, seed: int = 0) -> Session:
+    def compile(self, program: Program) -> Session:
         """Build the steps for ``program``; parameters are set afterwards by the core."""
 
     @abc.abstractmethod

@@ -219,7 +219,7 @@ class Ops(abc.ABC):
     @abc.abstractmethod
     def defer_update(self, buffer, value):
         """Give the non-trainable parameter ``buffer`` the value ``value`` (no gradient) when
-        the training step being computed ends. :meth:`wganx.backend.Session.gradients` and
+        the training step being computed ends. :meth:`wganx.session.Session.gradients` and
         inference drop deferred updates; so every call in one step reads the same ``buffer``,
         in whatever order a backend's graph runs them."""
 

@@ -90,7 +90,7 @@ class Trainer:
             self.dataset = load_dataset(config, self.reg)
             self.program = build_program(config, tuple(self.dataset.sample_shape), self.dataset.kind,
                                          self.dataset.num_classes, self.reg)
-            self.session = self.backend.compile(self.program, seed=config.seed)
+            self.session = self.backend.compile(self.program)
         except BaseException:
             self.backend.shutdown(finished=False)
             raise

@@ -4,7 +4,7 @@ For every backend and configuration the harness runs, each in its own subprocess
 peak resident memory is that run's alone) and interleaved round by round (so a change in
 the machine's load hits every variant alike):
 
-* ``wganx``: the :class:`wganx.backend.Session` API fed as the training loop feeds it,
+* ``wganx``: the :class:`wganx.session.Session` API fed as the training loop feeds it,
   ``session.critic_step(step_inputs(...))`` ``n_critic`` times, then
   ``session.generator_step(step_inputs(...))``; real batches from a pool made beforehand.
 * ``plain``: the hand-written loop of ``wganx_bench/reference/<framework>_loop.py`` (the
@@ -133,7 +133,7 @@ class WganxRunner:
                                     batch_size=spec["batch_size"], reg=reg)
         self.backend = load_backend(backend_name, spec["context"], spec["device_id"], spec["type_config"], reg)
         self.replicas = self.backend.replicate(engine) if engine else None
-        self.session = self.backend.compile(self.program, seed=0)
+        self.session = self.backend.compile(self.program)
         self.session.set_state(initial_arrays(self.program, np.random.default_rng([0, 2])))
         self.rng = np.random.default_rng(0)
         shape = (spec["batch_size"],) + tuple(self.program.arch.sample_shape)
