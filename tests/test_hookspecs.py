@@ -20,6 +20,7 @@ RECORD = {
     "wganx_losses": records.LossSpec,
     "wganx_datasets": records.DatasetSpec,
     "wganx_metrics": records.MetricSpec,
+    "wganx_features": records.FeatureSpec,
     "wganx_commands": records.CommandSpec,
 }
 

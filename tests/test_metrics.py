@@ -6,8 +6,9 @@ import scipy.stats
 from scipy.spatial.distance import cdist
 
 import wganx
-from wganx.errors import UnknownNameError, WganxError
+from wganx.errors import WganxError
 from wganx_plugins import metrics as M
+from wganx_plugins.datasets.toy import mode_centers, mode_std, sample_mixture
 from wganx_plugins.metrics import features as F
 
 
@@ -312,50 +313,35 @@ def test_class_coverage():
 
 # ---------------------------------------------------------------------- toy 2-D modes
 
-def test_toy_centres_follow_gan_toy():
-    eight = M.toy_mixture("8gaussians")
-    assert eight.centers.shape == (8, 2)
-    np.testing.assert_allclose(np.linalg.norm(eight.centers, axis=1), 2 / 1.414)
-    assert eight.std == pytest.approx(0.02 / 1.414)
-    grid = M.toy_mixture("25gaussians")
-    assert grid.centers.shape == (25, 2)
-    assert sorted(set(np.round(grid.centers[:, 0] * 2.828, 9))) == [-4, -2, 0, 2, 4]
-    assert grid.std == pytest.approx(0.05 / 2.828)
-    assert M.toy_mixture("8gaussians", scale=1.0, divisor=1.0).centers.max() == pytest.approx(1.0)
-    with pytest.raises(UnknownNameError):
-        M.toy_mixture("swissroll")
-
-
 @pytest.mark.parametrize("name", ["8gaussians", "25gaussians"])
 def test_mode_coverage_true_and_collapsed(name):
     rng = np.random.default_rng(13)
-    mix = M.toy_mixture(name)
-    k = len(mix.centers)
-    points = mix.sample(2500, rng)
-    out = M.mode_coverage(points, mix.centers, mix.std)
+    centers, std = mode_centers(name), mode_std(name)
+    k = len(centers)
+    points = sample_mixture(name, rng, 2500)
+    out = M.mode_coverage(points, centers, std)
     assert out == {"modes_covered": k, "modes_total": k,
                    "high_quality_share": pytest.approx(1 - np.exp(-4.5), abs=0.01)}
-    collapsed = mix.centers[3] + mix.std * rng.standard_normal((2500, 2))
-    out = M.mode_coverage(collapsed, mix.centers, mix.std)
+    collapsed = centers[3] + std * rng.standard_normal((2500, 2))
+    out = M.mode_coverage(collapsed, centers, std)
     assert out["modes_covered"] == 1 and out["high_quality_share"] > 0.97
     # off-manifold points (halfway between two centres) are never high quality
-    between = np.tile((mix.centers[0] + mix.centers[1]) / 2, (100, 1))
-    assert M.high_quality_share(between, mix.centers, mix.std) == 0.0
+    between = np.tile((centers[0] + centers[1]) / 2, (100, 1))
+    assert M.high_quality_share(between, centers, std) == 0.0
     spec = {s.name: s for s in M.wganx_metrics()}["modes"]
     assert spec.kinds == ("points",)
     assert spec.compute(points, None, dataset=name)["modes_covered"] == k
 
 
 def test_mode_coverage_threshold():
-    mix = M.toy_mixture("8gaussians")
+    centers, std = mode_centers("8gaussians"), mode_std("8gaussians")
     # 19 of 2500 on mode 0 is below PacGAN's 20, 20 is enough
     for count, covered in ((19, 1), (20, 2)):
-        points = np.concatenate([np.tile(mix.centers[0], (count, 1)),
-                                 np.tile(mix.centers[1], (2500 - count, 1))])
-        assert M.mode_coverage(points, mix.centers, mix.std)["modes_covered"] == covered
-    points = np.tile(mix.centers[0], (10, 1))
-    assert M.mode_coverage(points, mix.centers, mix.std)["modes_covered"] == 1  # at least 1
-    assert M.mode_coverage(points, mix.centers, mix.std, min_count=11)["modes_covered"] == 0
+        points = np.concatenate([np.tile(centers[0], (count, 1)), np.tile(centers[1], (2500 - count, 1))])
+        assert M.mode_coverage(points, centers, std)["modes_covered"] == covered
+    points = np.tile(centers[0], (10, 1))
+    assert M.mode_coverage(points, centers, std)["modes_covered"] == 1  # at least 1
+    assert M.mode_coverage(points, centers, std, min_count=11)["modes_covered"] == 0
 
 
 # --------------------------------------------------------- energy / sliced Wasserstein
@@ -421,14 +407,3 @@ def test_registered_metrics():
     out = registry.get("metric", "inception-score").compute(np.eye(4)[np.arange(8) % 4], None, splits=2)
     assert out == {"is_mean": pytest.approx(4.0), "is_std": pytest.approx(0.0)}
     assert all(isinstance(v, float) for v in out.values())
-
-
-@pytest.mark.parametrize("name", ["8gaussians", "25gaussians"])
-def test_toy_mixtures_agree_with_the_datasets_plugin(name):
-    """The parametrised mixtures here and the training data must describe one distribution."""
-    from wganx_plugins.datasets import mode_centers, mode_std
-
-    mix = M.toy_mixture(name)
-    ordered = lambda c: np.array(sorted(map(tuple, np.round(c, 9))))  # noqa: E731
-    np.testing.assert_allclose(ordered(mix.centers), ordered(mode_centers(name)), atol=1e-9)
-    assert mix.std == pytest.approx(mode_std(name))

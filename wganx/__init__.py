@@ -12,7 +12,7 @@ _os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 from .errors import WganxError, UnknownNameError, PluginConflictError, BackendUnavailableError  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
 from .records import (  # noqa: E402
-    ArchConfig, Architecture, ArchitectureSpec, BackendSpec, CommandSpec, DatasetSpec, LossSpec,
+    ArchConfig, Architecture, ArchitectureSpec, BackendSpec, CommandSpec, DatasetSpec, FeatureSpec, LossSpec,
     MetricSpec, Network, ParamSpec, RegularizerSpec, UpsamplerSpec,
 )
 from . import plugins  # noqa: E402
@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArchConfig", "Architecture", "ArchitectureSpec", "BackendSpec", "BackendUnavailableError", "CommandSpec",
-    "DatasetSpec", "LossSpec", "MetricSpec", "Network", "ParamSpec", "PluginConflictError",
+    "DatasetSpec", "FeatureSpec", "LossSpec", "MetricSpec", "Network", "ParamSpec", "PluginConflictError",
     "RegularizerSpec", "UnknownNameError", "UpsamplerSpec", "WganxError", "hookimpl",
     "plugins", "registry", "__version__",
 ]

@@ -41,6 +41,12 @@ def load_backend(name: str, context: str = "cpu", device_id: int = 0, type_confi
     return backend
 
 
+def check_critic_norm(arch: str, spec, critic_norm: str) -> None:
+    """``--critic-norm`` is one the architecture's record offers."""
+    if critic_norm not in spec.critic_norms:
+        raise WganxError(f"--critic-norm {critic_norm}: architecture {arch!r} offers {', '.join(spec.critic_norms)}")
+
+
 def make_program(*, arch: str, regularizer: str = "gp", loss: str = "wasserstein",
                  arch_config: ArchConfig, penalty_weight: Optional[float] = None,
                  critic_optimizer: OptimizerConfig = OptimizerConfig(),
@@ -53,6 +59,7 @@ def make_program(*, arch: str, regularizer: str = "gp", loss: str = "wasserstein
     if arch_config.data_kind not in arch_spec.data_kinds:
         raise WganxError(f"architecture {arch!r} models {'/'.join(arch_spec.data_kinds)} data, "
                          f"not {arch_config.data_kind}")
+    check_critic_norm(arch, arch_spec, arch_config.critic_norm)
     reg_spec = reg.get("regularizer", regularizer)
     architecture = arch_spec.build(arch_config)
     if reg_spec.needs_input_grad and architecture.critic.has_batch_norm and not allow_critic_batch_norm:
@@ -128,7 +135,7 @@ def build_program(config: TrainConfig, sample_shape: tuple, data_kind: str, num_
 
     def optimizer(lr):
         if config.optimizer == "rmsprop":
-            return OptimizerConfig("rmsprop", lr=lr, eps=1e-10, rho=0.9)  # TF1's RMSProp (seed 004)
+            return OptimizerConfig("rmsprop", lr=lr, eps=1e-10, rho=0.9)  # TF1's RMSProp (the TF1 WGAN example)
         return OptimizerConfig("adam", lr=lr, beta1=config.beta1, beta2=config.beta2)
 
     return make_program(arch=config.arch, regularizer=config.regularizer, loss=config.loss,

@@ -1,8 +1,8 @@
 """Training settings: one dataclass, one short comment per field (the CLI is generated from it).
 
-Flag names and meanings follow seed 000's ``args.py`` (``-c/--context``, ``-d/--device-id``,
+Flag names and meanings follow the NNabla example's ``args.py`` (``-c/--context``, ``-d/--device-id``,
 ``-t/--type-config``, ``-b``, ``-i``, ``--n-critic``, ``--lambda`` ...); the defaults are the
-WGAN-GP paper's: Adam with lr 1e-4 and betas (0.5, 0.9) as in seed 000, lambda 10, five
+WGAN-GP paper's: Adam with lr 1e-4 and betas (0.5, 0.9) as in the NNabla example, lambda 10, five
 critic steps per generator step. ``--config FILE.toml`` takes the same names (dashes or
 underscores); flags given on the command line override the file.
 """
@@ -20,7 +20,7 @@ CONTEXTS = ("cpu", "cuda", "cudnn")  # NNabla's extension contexts, on every bac
 
 @dataclass
 class TrainConfig:
-    # -- where and how to compute (seed 000's flags) --
+    # -- where and how to compute (the NNabla example's flags) --
     backend: str = field(default_factory=lambda: os.environ.get("WGANX_BACKEND", "torch"),
                          metadata={"help": "the framework that computes", "shown_default": "$WGANX_BACKEND, else torch"})
     context: str = field(default="cpu", metadata={"help": "device: NNabla's extension contexts, on every backend",
@@ -42,11 +42,11 @@ class TrainConfig:
     maps: int = field(default=128, metadata={"help": "width: feature maps (conv) or units (mlp)"})
     latent: int = field(default=128, metadata={"help": "size of the latent vector z"})
     image_size: int = field(default=32, metadata={"help": "height and width of generated images"})
-    critic_norm: str = field(default="none", metadata={"help": "normalisation of the resnet critic",
-                                                        "choices": ("none", "layer", "spectral")})
-    conditional: bool = field(default=False, metadata={"help": "class-conditional G and D (WCGAN, seed 001)"})
+    critic_norm: str = field(default="none", metadata={
+        "help": "normalisation of the critic, for architectures that offer one (wganx plugins says which)"})
+    conditional: bool = field(default=False, metadata={"help": "class-conditional G and D (WCGAN, giakou4/gans)"})
     # -- the objective --
-    loss: str = field(default="wasserstein", metadata={"help": "loss plugin (nonsaturating: seed 002's GAN)"})
+    loss: str = field(default="wasserstein", metadata={"help": "loss plugin (nonsaturating: the standard GAN's)"})
     regularizer: str = field(default="gp", metadata={"help": "regularizer plugin: gradient penalty and its relatives"})
     lambda_: Optional[float] = field(default=None, metadata={
         "help": "penalty weight", "shown_default": "the regularizer's, 10 for gp", "flags": ("--lambda",)})
@@ -64,7 +64,7 @@ class TrainConfig:
                                                       "choices": ("adam", "rmsprop")})
     lrg: float = field(default=1e-4, metadata={"help": "generator learning rate"})
     lrd: float = field(default=1e-4, metadata={"help": "critic learning rate"})
-    beta1: float = field(default=0.5, metadata={"help": "Adam beta1 (seed 000: 0.5; the paper also uses 0.0)"})
+    beta1: float = field(default=0.5, metadata={"help": "Adam beta1 (the NNabla example's 0.5; the paper's CIFAR runs 0.0)"})
     beta2: float = field(default=0.9, metadata={"help": "Adam beta2"})
     ema_decay: float = field(default=0.0, metadata={
         "help": "keep an exponential moving average of the generator's weights with this decay, e.g. 0.999 "
@@ -72,7 +72,7 @@ class TrainConfig:
     ema_start: int = field(default=0, metadata={"help": "generator iterations before the average starts "
                                                         "(until then it copies the generator)"})
     recipe: str = field(default="wgan-gp", metadata={
-        "help": "wgan: seed 004's original WGAN (clip 0.01, RMSProp lr 5e-5, wgan critic schedule)",
+        "help": "wgan: the original WGAN, as the TF1 example trains it (clip 0.01, RMSProp lr 5e-5, wgan schedule)",
         "choices": ("wgan-gp", "wgan")})
     # -- data and randomness --
     dataset: str = field(default="cifar10", metadata={"help": "dataset plugin"})
@@ -99,7 +99,7 @@ class TrainConfig:
         "help": "replace the run already in --monitor-path (its checkpoints, losses and samples are deleted)"})
 
     def apply_recipe(self, explicit: set) -> "TrainConfig":
-        """Seed 004's original WGAN, for every setting the user did not give explicitly."""
+        """The TF1 WGAN example's original WGAN, for every setting the user did not give explicitly."""
         if self.recipe == "wgan":
             for name, value in (("regularizer", "clip"), ("optimizer", "rmsprop"), ("lrg", 5e-5),
                                 ("lrd", 5e-5), ("critic_schedule", "wgan")):

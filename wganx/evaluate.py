@@ -18,14 +18,17 @@ Feature spaces (``--features``):
   :mod:`wganx_plugins.metrics.classifier` (trained once, cached). Reported as ``domain_*``:
   "domain FID" etc. These numbers compare models on this data set; they are not the
   Inception FIDs of papers.
-* ``inception``: Inception-v3 through torch-fidelity (:mod:`wganx_plugins.metrics.inception`);
-  reported as ``inception_*``. Needs torch-fidelity and the weights file.
-* ``auto`` (default): ``domain`` for MNIST and Fashion-MNIST, ``inception`` otherwise.
+* a registered feature space (``wganx_features`` plugins, :class:`wganx.records.FeatureSpec`):
+  the standard plugins register ``inception``, Inception-v3 through torch-fidelity, reported
+  as ``inception_*``; it needs torch-fidelity and the weights file.
+* ``auto`` (default): ``domain`` where the dataset has a classifier, else the first
+  registered feature space.
 
-Defaults (``--metrics`` not given): toy mixtures ``modes,energy``; swissroll ``energy``;
-images ``fid,kid,precision-recall,class-coverage,inception-score`` in the domain space and
-``fid,kid,inception-score`` in Inception's. Any installed metric plugin of those kinds can be
-named in ``--metrics``.
+Defaults (``--metrics`` not given): the dataset record's ``metrics`` (the toy mixtures:
+``modes,energy``), else every metric whose record lists, in ``default_in``, where this
+evaluation computes (``points``, ``domain`` or the feature space's name); each metric's
+options come from its record. Any installed metric plugin of the right kind can be named in
+``--metrics``; this module names none.
 
 The real reference is the dataset's test split by default (``--reference-split``): the
 classifier was trained on the train split, so test images are features it has not fitted.
@@ -50,13 +53,13 @@ from .errors import WganxError, check_choice
 from .plugins import registry as default_registry
 from .threads import resolve_threads, set_thread_env
 
-FEATURE_SPACES = ("auto", "domain", "inception")
-DOMAIN_DEFAULTS = ("fid", "kid", "precision-recall", "class-coverage", "inception-score")
-INCEPTION_DEFAULTS = ("fid", "kid", "inception-score")
 DEFAULT_SAMPLES = {"image": 10000, "points": 2500}  # FID's usual 10k; PacGAN's 2,500 points
-#: options passed to metric plugins, by metric name (subset sizes are capped at the sample count)
-METRIC_OPTIONS = {"kid": {"num_subsets": 100, "subset_size": 1000}, "precision-recall": {"k": 3},
-                  "inception-score": {"splits": 10}, "energy": {"num_projections": 128}}
+
+
+def feature_spaces(reg) -> tuple:
+    """What ``--features`` takes: ``auto``, ``domain`` (a dataset's classifier) and every
+    registered feature space (:class:`wganx.records.FeatureSpec`)."""
+    return ("auto", "domain") + tuple(reg.names("feature"))
 
 
 def _log(message: str) -> None:
@@ -104,11 +107,11 @@ class Evaluator:
         metrics: metric plugin names, a comma-separated string, or None for the defaults.
         num_samples: generated samples per evaluation (and at most as many reference samples).
         folder: where ``metrics.csv`` / ``metrics.png`` go (default ``monitor_path``).
-        features: ``auto``, ``domain`` or ``inception``.
+        features: ``auto``, ``domain`` or a registered feature space (``inception``).
         inception_weights: path of the Inception weights (see ``inception.py``).
         reference_split: ``test`` (default) or ``train``.
         metric_options: extra keyword options by metric name, e.g. ``{"kid": {"num_subsets": 20}}``
-            (the defaults are :data:`METRIC_OPTIONS`).
+            (over the defaults in each metric's record; subset sizes are capped at the sample count).
         seed: seed of the reference subset and of the metrics' own randomness.
 
     Calling it as ``evaluator(generate_fn, iteration)`` draws ``generate_fn(num_samples)``,
@@ -123,9 +126,7 @@ class Evaluator:
                  metric_options: Optional[Mapping[str, Mapping]] = None, reg=None,
                  log: Optional[Callable[[str], None]] = _log):
         self.reg = reg or default_registry()
-        self.options = {k: dict(v) for k, v in METRIC_OPTIONS.items()}
-        for name, extra in (metric_options or {}).items():
-            self.options.setdefault(name, {}).update(extra)
+        self.extra_options = {k: dict(v) for k, v in (metric_options or {}).items()}
         self.dataset = dataset_name or _config_get(config_like, "dataset")
         if not self.dataset:
             raise WganxError("evaluate: which real dataset? pass --reference DATASET")
@@ -136,18 +137,23 @@ class Evaluator:
         self.num_samples = int(num_samples or DEFAULT_SAMPLES.get(self.kind, 10000))
         if self.num_samples < 2:
             raise WganxError(f"--num-samples must be at least 2, got {self.num_samples}")
-        if features not in FEATURE_SPACES:
-            raise WganxError(f"unknown feature space {features!r}; choose one of: {', '.join(FEATURE_SPACES)}")
+        spaces = feature_spaces(self.reg)
+        if features not in spaces:
+            raise WganxError(f"unknown feature space {features!r}; choose one of: {', '.join(spaces)}")
         if reference_split not in ("train", "test"):
             raise WganxError(f"--reference-split must be train or test, got {reference_split!r}")
         self.reference_split, self.download, self.device = reference_split, download, device
         self.inception_weights, self.log = inception_weights, log
         if self.kind == "image":
-            self.features = ("domain" if spec.classifier else "inception") if features == "auto" else features
+            others = spaces[2:]
+            if features == "auto":
+                features = "domain" if spec.classifier or not others else others[0]
+            self.features = features
             if self.features == "domain" and spec.classifier is None:
                 with_one = [n for n in self.reg.names("dataset") if self.reg.get("dataset", n).classifier]
                 raise WganxError(f"there is no domain classifier for {self.dataset!r} (its dataset record has "
-                                 f"none; these have one: {', '.join(with_one)}); use --features inception")
+                                 f"none; these have one: {', '.join(with_one)})"
+                                 + (f"; use --features {others[0]}" if others else ""))
         else:
             self.features = None
         self.metrics = self._resolve(parse_metrics(metrics))
@@ -161,11 +167,16 @@ class Evaluator:
 
     # -- which metrics ----------------------------------------------------------------------
     def _defaults(self) -> tuple:
+        """The dataset record's metrics, else every metric whose record is a default where
+        this evaluation computes (``points``, ``domain`` or the feature space)."""
         if self.spec.metrics:
             return tuple(self.spec.metrics)
-        if self.kind == "points":
-            return ("energy",)
-        return DOMAIN_DEFAULTS if self.features == "domain" else INCEPTION_DEFAULTS
+        where = "points" if self.kind == "points" else self.features
+        return tuple(n for n in self.reg.names("metric") if where in self.reg.get("metric", n).default_in)
+
+    def _options(self, name: str) -> dict:
+        """A metric's options: its record's defaults, then the caller's."""
+        return {**self.metrics[name].options, **self.extra_options.get(name, {})}
 
     def _resolve(self, names) -> Dict[str, object]:
         names = list(names or self._defaults())
@@ -176,30 +187,27 @@ class Evaluator:
             if not set(spec.kinds) & set(wanted):
                 raise WganxError(f"metric {name!r} applies to {'/'.join(spec.kinds)} data; {self.dataset!r} "
                                  f"is {self.kind} data")
-            if name == "modes" and self.spec.modes is None:
+            if "modes" in spec.uses and self.spec.modes is None:
                 mixtures = [n for n in self.reg.names("dataset") if self.reg.get("dataset", n).modes]
-                raise WganxError(f"metric 'modes' needs a mixture with modes ({', '.join(mixtures)}), "
+                raise WganxError(f"metric {name!r} needs a mixture with modes ({', '.join(mixtures)}), "
                                  f"not {self.dataset!r}")
             out[name] = spec
         return out
 
     def check_ready(self) -> None:
         """Fail now, before any training, when the feature space needs what is not installed."""
-        if self.features == "inception":
-            from wganx_plugins.metrics.inception import check_available
-
-            check_available(self.inception_weights)
+        if self.features not in (None, "domain"):
+            self.reg.get("feature", self.features).check(self.inception_weights)
 
     # -- feature extractors and the reference -----------------------------------------------
     def extractor(self):
-        """The domain classifier or Inception; anything with ``features`` and ``predict_proba``."""
+        """The domain classifier or the feature space's extractor; anything with ``features``
+        and ``predict_proba``."""
         if self._extractor is None:
             if self.features == "domain":
                 self._extractor = self.spec.classifier(self.data_dir, self.download, self.log)
             else:
-                from wganx_plugins.metrics.inception import InceptionFeatures
-
-                self._extractor = InceptionFeatures(self.inception_weights, device=self.device)
+                self._extractor = self.reg.get("feature", self.features).load(self.inception_weights, self.device)
         return self._extractor
 
     def extractor_info(self) -> dict:
@@ -208,8 +216,8 @@ class Evaluator:
             return {"name": getattr(clf, "description", f"{self.dataset} domain classifier"),  # as it names itself
                     "feature_dim": clf.feature_dim,
                     "test_accuracy": clf.test_accuracy}
-        if self.features == "inception":
-            return {"name": "Inception-v3 (torch-fidelity), pool3 2048-d / 1008 logits"}
+        if self.features is not None:
+            return {"name": self.reg.get("feature", self.features).description}
         return {}
 
     def _needs(self) -> set:
@@ -267,8 +275,8 @@ class Evaluator:
         out: Dict[str, float] = {}
         if self.kind == "points":
             for name, spec in self.metrics.items():
-                options = dict(self.options.get(name, {}))
-                if name == "modes":
+                options = self._options(name)
+                if "modes" in spec.uses:
                     options["centers"], options["std"] = self.spec.modes()
                 out.update(spec.compute(x, ref["points"], **options))
             return {k: float(v) for k, v in out.items()}
@@ -276,7 +284,7 @@ class Evaluator:
         feats = np.asarray(self.extractor().features(x), np.float64) if "features" in needs else None
         probs = np.asarray(self.extractor().predict_proba(x), np.float64) if needs & {"probs", "labels"} else None
         for name, spec in self.metrics.items():
-            options = dict(self.options.get(name, {}))
+            options = self._options(name)
             if "features" in spec.kinds:
                 if "subset_size" in options:
                     options["subset_size"] = min(options["subset_size"], len(x), ref["n"])
@@ -432,15 +440,15 @@ def command(
         download: Annotated[bool, typer.Option(
             "--download/--no-download", help="download a missing real dataset", rich_help_panel="Reference")] = False,
         features: Annotated[str, typer.Option(
-            "--features", help="feature space of image metrics: domain classifier (MNIST, Fashion-MNIST), "
-                               "inception, or auto", rich_help_panel="Metrics")] = "auto",
+            "--features", help="feature space of image metrics: domain (the dataset's classifier), a registered "
+                               "one (inception), or auto", rich_help_panel="Metrics")] = "auto",
         inception_weights: Annotated[Optional[str], typer.Option(
             "--inception-weights", metavar="PATH", help="weights-inception-2015-12-05-6726825d.pth (default: "
                                                         "$WGANX_INCEPTION_WEIGHTS, torch's hub cache, or a download)",
             rich_help_panel="Metrics")] = None,
-        kid_subsets: Annotated[int, typer.Option(
-            "--kid-subsets", help="subsets KID averages over (100 as torch-fidelity; fewer is faster)",
-            rich_help_panel="Metrics")] = METRIC_OPTIONS["kid"]["num_subsets"],
+        kid_subsets: Annotated[Optional[int], typer.Option(
+            "--kid-subsets", help="subsets KID averages over (default: the metric's, 100 as torch-fidelity; "
+                                  "fewer is faster)", rich_help_panel="Metrics")] = None,
         seed: Annotated[int, typer.Option("--seed", help="seed of the latents and of the reference subset")] = 0,
         json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False) -> int:
     """Measure sample quality of a checkpoint, a samples.npz or a folder of images.
@@ -457,11 +465,11 @@ def run(args) -> dict:
         raise WganxError("give exactly one of --model-load-path, --samples, --folder")
     for flag, value, allowed in (("--context", args.context, CONTEXTS),
                                  ("--reference-split", args.reference_split, ("test", "train")),
-                                 ("--features", args.features, FEATURE_SPACES)):
+                                 ("--features", args.features, feature_spaces(default_registry()))):
         check_choice(flag, value, allowed)
     if args.num_samples is not None and args.num_samples < 2:
         raise WganxError(f"--num-samples must be at least 2, got {args.num_samples}")
-    if args.batch_size < 1 or args.kid_subsets < 1:
+    if args.batch_size < 1 or (args.kid_subsets is not None and args.kid_subsets < 1):
         raise WganxError("--batch-size and --kid-subsets must be at least 1")
     args.threads = resolve_threads(args.threads)
     if args.threads is not None:
@@ -476,7 +484,7 @@ def run(args) -> dict:
                           inception_weights=args.inception_weights, reference_split=args.reference_split,
                           seed=args.seed, download=args.download,
                           device="cuda" if args.context in ("cuda", "cudnn") else "cpu",
-                          metric_options={"kid": {"num_subsets": args.kid_subsets}})
+                          metric_options={"kid": {"num_subsets": args.kid_subsets}} if args.kid_subsets else None)
     values = evaluator.evaluate(samples)
     return {"source": info, "dataset": dataset, "data_kind": evaluator.kind, "num_samples": int(len(samples)),
             "reference": {"dataset": dataset, "split": evaluator.reference_split,

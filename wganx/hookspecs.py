@@ -120,6 +120,19 @@ def wganx_metrics():
 
 
 @hookspec
+def wganx_features():
+    """Return a list of :class:`wganx.records.FeatureSpec`: feature spaces for image metrics
+    (``wganx evaluate --features NAME``), beside each dataset's own domain classifier.
+
+    Example::
+
+        >>> import wganx
+        >>> wganx.registry().get("feature", "inception").description
+        'Inception-v3 pool features and logits through torch-fidelity (the FID and IS papers)'
+    """
+
+
+@hookspec
 def wganx_commands():
     """Return a list of :class:`wganx.records.CommandSpec`: subcommands of ``wganx``.
 

@@ -26,7 +26,7 @@ def _pyplot():
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
-    """NCHW in [-1, 1] -> NHWC uint8 (seed 000's ``denormalize``)."""
+    """NCHW in [-1, 1] -> NHWC uint8 (the NNabla example's ``denormalize``)."""
     x = np.clip((np.asarray(images, np.float32) + 1.0) * 127.5, 0, 255).round().astype(np.uint8)
     return x.transpose(0, 2, 3, 1)
 
@@ -55,7 +55,7 @@ def save_png(array: np.ndarray, path: Path, scale: int = 1) -> Path:
 
 
 def save_gif(frames: List[Path], path: Path, ms_per_frame: int = 200) -> None:
-    """The fixed latent batch evolving over training (seed 002's animation)."""
+    """The fixed latent batch evolving over training (the TF2 WGAN-LP example's animation)."""
     from PIL import Image
 
     if not frames:
@@ -93,7 +93,7 @@ class LossLog:
             csv.DictWriter(f, LOSS_COLUMNS, extrasaction="ignore").writerow(row)
 
     def plot(self, path: Optional[Path] = None) -> Optional[Path]:
-        """Negative critic loss (Wasserstein estimate) and generator loss, as seed 000 plots."""
+        """Negative critic loss (Wasserstein estimate) and generator loss, as the NNabla example plots."""
         if not self.rows:
             return None
         plt = _pyplot()

@@ -7,7 +7,7 @@ Keras' ``Adam`` implement::
     p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
 
 RMSProp is the form of TensorFlow 1's ``RMSPropOptimizer`` used by the original WGAN recipe
-(seed 004), with epsilon inside the root (NNabla's ``S.RMSprop`` adds it outside, so the
+(the TF1 WGAN example), with epsilon inside the root (NNabla's ``S.RMSprop`` adds it outside, so the
 NNabla backend writes this update itself)::
 
     v = rho v + (1 - rho) g^2;   p -= lr * g / sqrt(v + eps)

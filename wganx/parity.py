@@ -26,7 +26,7 @@ compares, in float32:
   ``max|a - b| <= 1e-4 * max|b| + 1e-5`` per tensor; 1e-5 is a tenth of one Adam step at
   the default learning rate, so a single diverging update fails it. The trajectory runs
   Adam with ``eps = 1e-4`` instead of 1e-8: a parameter whose gradient is zero in exact
-  arithmetic (a conv bias followed by batch norm, as in seed 000's generator) receives
+  arithmetic (a conv bias followed by batch norm, as in the NNabla example's generator) receives
   float32 round-off of random sign, which Adam with a tiny epsilon turns into full-size
   steps of random direction on each backend (measured: torch float32 against torch float64
   fails the same way); a larger epsilon leaves real gradients' steps nearly unchanged.
@@ -34,8 +34,9 @@ compares, in float32:
   are held to ``1e-3 * max|b| + 1e-5``: the gradients themselves are held to 1e-4 above,
   and the weights the slots produced to the bound of the state.
 
-Every regularizer and every loss runs on an image architecture (``nnabla-cifar``) and on
-a points architecture (``mlp`` on 2-D data).
+Every regularizer and every loss runs on an image architecture (the CLI's default, the NNabla
+example's model) and on an architecture of 2-D points (``mlp``); the cases come from the
+records the plugins register, so the core names no plugin.
 
 And against mathematics, on every backend alone: a linear critic ``D(x) = w.x + b`` has
 input gradient ``w`` everywhere, so each regularizer that states its ``linear_critic`` value
@@ -52,12 +53,12 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .algorithm import step_inputs
+from .algorithm import Program, step_inputs
 from .build import initial_arrays, load_backend, make_program
+from .config import default_of
 from .errors import WganxError
 from .optim import OptimizerConfig
 from .plugins import Registry, registry as default_registry
-from .algorithm import Program
 from .records import ArchConfig, Architecture, Network, ParamSpec
 
 SCALAR_RTOL, SCALAR_ATOL = 1e-4, 1e-6
@@ -144,34 +145,39 @@ class Report:
 
 
 def default_cases(registry: Registry) -> List[Case]:
-    """Each architecture, upsampler, regularizer and loss at least once, at small shapes."""
+    """Each architecture (with each of its critic norms), upsampler, regularizer and loss at
+    least once, at small shapes, from what the registry holds. Regularizers and losses run on
+    the CLI's default architecture and upsampler (the NNabla example's model) and on the first
+    architecture of 2-D points."""
     cases: List[Case] = []
     archs = {name: registry.get("architecture", name) for name in registry.names("architecture")}
-    up_archs = [n for n, a in archs.items() if a.uses_upsampler]
     ups = registry.names("upsampler")
-    base = "nnabla-cifar" if "nnabla-cifar" in archs else next(iter(archs))
+    default_up = default_of("up") if default_of("up") in ups else (ups[0] if ups else None)
+
+    def up_for(arch: str):
+        return default_up if archs[arch].uses_upsampler else None
+
     for name, spec in archs.items():
         for kind in spec.data_kinds:
-            up = ups[0] if spec.uses_upsampler and ups else None
-            cases.append(Case(name, up=("nearest" if up and "nearest" in ups else up), data_kind=kind))
-    if "resnet" in archs:
-        cases.append(Case("resnet", up="nearest", critic_norm="layer"))
-        cases.append(Case("resnet", up="nearest", critic_norm="spectral"))
+            cases.append(Case(name, up=up_for(name), data_kind=kind))
+        for norm in spec.critic_norms[1:]:
+            cases.append(Case(name, up=up_for(name), critic_norm=norm))
+    up_archs = [n for n, a in archs.items() if a.uses_upsampler]
     for up in ups:
         for arch in up_archs[:1]:
             cases.append(Case(arch, up=up))
-    base_up = "nearest" if archs[base].uses_upsampler else None
-    points = "mlp" if "mlp" in archs else None
+    base = default_of("arch") if default_of("arch") in archs else next(iter(archs))
+    points = next((n for n, a in archs.items() if "points" in a.data_kinds), None)
     for reg_name in registry.names("regularizer"):
-        cases.append(Case(base, regularizer=reg_name, up=base_up))
+        cases.append(Case(base, regularizer=reg_name, up=up_for(base)))
         if points:
             cases.append(Case(points, regularizer=reg_name, data_kind="points"))
     for loss in registry.names("loss"):
-        cases.append(Case(base, loss=loss, up=base_up, regularizer="none"))
+        cases.append(Case(base, loss=loss, up=up_for(base), regularizer="none"))
         if points:
             cases.append(Case(points, loss=loss, regularizer="none", data_kind="points"))
-    cases.append(Case(base, up=base_up, num_classes=3))
-    cases.append(Case(base, up=base_up, ema_decay=0.9))
+    cases.append(Case(base, up=up_for(base), num_classes=3))
+    cases.append(Case(base, up=up_for(base), ema_decay=0.9))
     unique, seen = [], set()
     for c in cases:
         if c not in seen:

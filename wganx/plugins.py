@@ -33,6 +33,7 @@ KINDS = {
     "loss": "wganx_losses",
     "dataset": "wganx_datasets",
     "metric": "wganx_metrics",
+    "feature": "wganx_features",
     "command": "wganx_commands",
 }
 

@@ -93,6 +93,8 @@ class ArchitectureSpec:
         description: one line for ``wganx plugins``.
         defaults: recommended training settings, as for :class:`DatasetSpec` (the
             dataset's come first, then the architecture's).
+        critic_norms: the ``--critic-norm`` values it builds (``ArchConfig.critic_norm``),
+            the first being its default; the parity matrix runs each.
     """
 
     name: str
@@ -101,11 +103,12 @@ class ArchitectureSpec:
     uses_upsampler: bool = False
     description: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    critic_norms: tuple = ("none",)
 
 
 @dataclass(frozen=True)
 class UpsamplerSpec:
-    """Record returned by ``wganx_upsamplers``: one 2x upsampling conv block of seed 000.
+    """Record returned by ``wganx_upsamplers``: one 2x upsampling conv block of the NNabla example.
 
     Attributes:
         name: what ``--up`` takes.
@@ -136,7 +139,9 @@ class RegularizerSpec:
             what ``sample_noise`` drew; None for a regularizer without a penalty term.
         sample_noise: ``sample_noise(rng, batch_size, sample_shape) -> dict`` of numpy
             float32 arrays; all randomness comes from the core's generator.
-        clip: weight-clipping bound applied to every critic weight after each update.
+        clip: bound ``c`` of weight clipping: after each critic update, every trainable critic
+            parameter (weights, biases and norm gains alike, as the original WGAN clips all
+            of ``netD.parameters()``) is clipped to ``[-c, c]``.
         weight: default multiplier of the penalty (``--lambda``).
         needs_input_grad: True when ``penalty`` differentiates the critic by its input
             (then batch norm in the critic is refused).
@@ -223,13 +228,44 @@ class MetricSpec:
     Attributes:
         name: what ``--metrics`` takes.
         compute: ``compute(samples, reference, **options) -> dict[str, float]``.
-        kinds: data kinds it applies to.
+        kinds: what it is computed on: ``points``, or ``features`` / ``probs`` / ``labels``
+            of images in a feature space.
         description: one line.
+        options: its default options (``wganx evaluate`` and ``--eval-interval`` pass them;
+            a caller's ``metric_options`` override them).
+        default_in: where it is computed when no ``--metrics`` are given and the dataset's
+            record names none: ``points``, ``domain`` (a dataset's classifier) or the name
+            of a feature space (:class:`FeatureSpec`).
+        uses: what it takes from the dataset's record: ``modes`` passes ``centers`` and
+            ``std`` from ``DatasetSpec.modes()``.
     """
 
     name: str
     compute: Callable[..., Mapping[str, float]]
     kinds: tuple = ("image",)
+    description: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    default_in: tuple = ()
+    uses: tuple = ()
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Record returned by ``wganx_features``: a feature space for image metrics, beside a
+    dataset's own domain classifier (``DatasetSpec.classifier``).
+
+    Attributes:
+        name: what ``wganx evaluate --features`` takes; metric keys are prefixed with it.
+        load: ``load(weights, device) -> extractor``, an object with ``features(images)``
+            and ``predict_proba(images)`` on NCHW images in [-1, 1].
+        check: ``check(weights)``: raise :class:`wganx.errors.WganxError` naming what to
+            install, without loading anything heavy; called before any training.
+        description: one line.
+    """
+
+    name: str
+    load: Callable[..., Any]
+    check: Callable[..., None] = lambda weights=None: None
     description: str = ""
 
 

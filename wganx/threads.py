@@ -3,7 +3,7 @@
 Why not the frameworks' defaults: PyTorch and TensorFlow start one intra-op thread per
 core, and their OpenMP/Eigen pools wait for every thread at each kernel. When another
 process holds a core, each kernel waits for a thread that is not scheduled: on a 2-core
-machine with one busy process, seed 000's model at ``--maps 16`` trained about 2x slower on
+machine with one busy process, the NNabla example's model at ``--maps 16`` trained about 2x slower on
 2 threads than on 1 (``docs/results/speed.md``). So the default counts the CPUs this process
 may use (affinity and a cgroup quota) and leaves out those that other processes keep busy
 when the run starts.

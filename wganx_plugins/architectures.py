@@ -1,21 +1,21 @@
 """Generators and critics, written once against the neutral ops.
 
-* ``nnabla-cifar``: seed 000's models exactly (NNabla's ``GANs/wgan-gp/models.py``),
+* ``nnabla-cifar``: the NNabla example's models exactly (NNabla's ``GANs/wgan-gp/models.py``),
   including what its comments get wrong: the critic's 3x3 convolutions have no padding, so
   a 32x32 input shrinks 32 -> 30 -> 15 -> 13 -> 6 -> 4 -> 2, and its leaky ReLU slope is 0.01.
-* ``dcgan``: seed 001's layer tables (critic with instance norm, generator with transposed
+* ``dcgan``: giakou4/gans' layer tables (critic with instance norm, generator with transposed
   convolutions and batch norm) at 64x64, and the same pattern at 32x32 (one block fewer).
-* ``mlp``: seed 004's MLP for images, and the 3x512 ReLU MLP of the WGAN-GP paper's toy
+* ``mlp``: the TF1 WGAN example's MLP for images, and the 3x512 ReLU MLP of the WGAN-GP paper's toy
   experiments for 2-D points (``--maps`` is the width).
 * ``resnet``: the WGAN-GP paper's CIFAR-10 ResNet (``gan_cifar_resnet.py``): residual
   up-blocks in the generator, mean-pool down-blocks in the critic, no normalisation in the
   critic unless ``critic_norm="layer"`` (layer norm) or ``"spectral"`` (every critic weight
   spectrally normalised, Miyato et al. 2018, one power iteration per step). Its
-  up-convolution is the chosen ``--up`` block (seed 000's order: convolve, then upsample).
+  up-convolution is the chosen ``--up`` block (the NNabla example's order: convolve, then upsample).
 
 Every parameter is created by the core with NNabla's default Glorot-uniform initialiser.
 With ``num_classes > 0`` the generator concatenates a label embedding to ``z`` and the critic
-adds a projection term (Miyato & Koyama 2018): class-conditional training, seed 001's WCGAN.
+adds a projection term (Miyato & Koyama 2018): class-conditional training, giakou4/gans' WCGAN.
 """
 import math
 
@@ -97,12 +97,12 @@ def _require_upsampler(config, arch):
     return config.up
 
 
-# -- nnabla-cifar (seed 000) -----------------------------------------------------------------
+# -- nnabla-cifar (the NNabla example) -----------------------------------------------------------------
 def _nnabla_cifar(config):
     up = _require_upsampler(config, "nnabla-cifar")
     n_up = _doublings("nnabla-cifar", config.image_size)
     maps, s = config.maps, 4
-    first = maps * 2 ** (n_up - 1)  # seed 000 at 32x32: maps * 4, then maps * 4, 2, 1
+    first = maps * 2 ** (n_up - 1)  # the NNabla example at 32x32: maps * 4, then maps * 4, 2, 1
     g = {}
     in_params, in_dim = _generator_input_params(config)
     g.update(in_params)
@@ -147,7 +147,7 @@ def _nnabla_cifar(config):
                         (config.channels, config.image_size, config.image_size))
 
 
-# -- dcgan (seed 001) ------------------------------------------------------------------------
+# -- dcgan (giakou4/gans) --------------------------------------------------------------------
 def _dcgan(config):
     n = _doublings("dcgan", config.image_size, least=2)  # 64x64: 4 blocks each way
     maps = config.maps
@@ -199,7 +199,7 @@ def _dcgan(config):
                         (config.channels, config.image_size, config.image_size))
 
 
-# -- mlp (seed 004; WGAN-GP toy experiments) ----------------------------------------------------
+# -- mlp (the TF1 WGAN example; the WGAN-GP paper's toy experiments) ------------------------
 MLP_DEPTH = 3
 
 
@@ -320,13 +320,14 @@ def _resnet(config):
 
 ARCHITECTURES = [
     ArchitectureSpec("nnabla-cifar", _nnabla_cifar, ("image",), True,
-                     "seed 000's generator (affine, 3 upsampling blocks, BN) and critic (3 conv+pool)"),
+                     "the NNabla example's generator (affine, 3 upsampling blocks, BN) and critic (3 conv+pool)"),
     ArchitectureSpec("dcgan", _dcgan, ("image",), False,
-                     "seed 001's DCGAN tables: instance-norm critic, transposed-conv BN generator"),
+                     "giakou4/gans' DCGAN tables: instance-norm critic, transposed-conv BN generator"),
     ArchitectureSpec("mlp", _mlp, ("image", "points"), False,
-                     "ReLU MLPs: seed 004's MLP for images, the WGAN-GP toy 3x512 for 2-D data"),
+                     "ReLU MLPs: the TF1 WGAN example's MLP for images, the WGAN-GP toy 3x512 for 2-D data"),
     ArchitectureSpec("resnet", _resnet, ("image",), True,
-                     "the WGAN-GP paper's CIFAR-10 ResNet (optional layer norm in the critic)"),
+                     "the WGAN-GP paper's CIFAR-10 ResNet (optional layer or spectral norm in the critic)",
+                     critic_norms=RESNET_CRITIC_NORMS),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Adversarial objectives: the Wasserstein loss and the non-saturating GAN loss of seed 002."""
+"""Adversarial objectives: the Wasserstein loss and the non-saturating GAN loss of the TF2 WGAN-LP example."""
 from wganx import hookimpl
 from wganx.records import LossSpec
 
@@ -25,7 +25,7 @@ def _nonsaturating_generator(ops, d_fake):
 def wganx_losses():
     return [
         LossSpec("wasserstein", _wasserstein_critic, _wasserstein_generator,
-                 "critic: E[D(fake)] - E[D(real)]; generator: -E[D(fake)] (seed 000)"),
+                 "critic: E[D(fake)] - E[D(real)]; generator: -E[D(fake)] (the NNabla example)"),
         LossSpec("nonsaturating", _nonsaturating_critic, _nonsaturating_generator,
-                 "standard GAN with logits; generator maximises log D(G(z)) (seed 002)"),
+                 "standard GAN with logits; generator maximises log D(G(z)) (the TF2 WGAN-LP example)"),
     ]

@@ -53,7 +53,7 @@ def gp0_penalty(ops, critic, real, fake, noise):
 
 
 def lp_penalty(ops, critic, real, fake, noise):
-    """Petzka et al. 2018 (WGAN-LP, seed 002): one-sided ``E[max(0, ||grad D|| - 1)^2]``
+    """Petzka et al. 2018 (WGAN-LP, the TF2 WGAN-LP example): one-sided ``E[max(0, ||grad D|| - 1)^2]``
     over the union of real and fake samples, each perturbed with Gaussian noise. The two
     halves go through the critic separately so that a conditional critic sees each sample
     with its own label."""
@@ -91,10 +91,10 @@ REGULARIZERS = [
                     description="two-sided gradient penalty on interpolates (WGAN-GP)",
                     linear_critic=lambda norm: (norm - 1.0) ** 2),
     RegularizerSpec("lp", lp_penalty, _lp_noise, weight=10.0, needs_input_grad=True,
-                    description="one-sided Lipschitz penalty on perturbed samples (WGAN-LP, seed 002)",
+                    description="one-sided Lipschitz penalty on perturbed samples (WGAN-LP, the TF2 WGAN-LP example)",
                     linear_critic=lambda norm: max(norm - 1.0, 0.0) ** 2),
     RegularizerSpec("clip", clip=0.01,
-                    description="weight clipping to [-0.01, 0.01] (original WGAN, seed 004)"),
+                    description="weight clipping to [-0.01, 0.01] (original WGAN, the TF1 WGAN example)"),
     RegularizerSpec("none", description="no constraint (plain GAN losses)"),
     RegularizerSpec("gp0", gp0_penalty, _uniform_per_sample("eps"), weight=10.0, needs_input_grad=True,
                     description="zero-centred gradient penalty on interpolates", linear_critic=lambda norm: norm ** 2),

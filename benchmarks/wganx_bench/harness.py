@@ -66,17 +66,17 @@ FRAMEWORK_OF = {"torch": "torch", "tensorflow": "tensorflow", "nnabla": "nnabla"
 # name -> sizes; "iters" is the default window length (generator iterations).
 CONFIGS: Dict[str, dict] = {
     "cifar-m16": dict(arch="nnabla-cifar", data="image", image_size=32, channels=3, maps=16, latent=128,
-                      batch_size=64, n_critic=5, iters=4, gpu_iters=40, description="seed 000 arch, 32x32, maps 16, batch 64"),
+                      batch_size=64, n_critic=5, iters=4, gpu_iters=40, description="nnabla-cifar, 32x32, maps 16, batch 64"),
     "cifar-m64": dict(arch="nnabla-cifar", data="image", image_size=32, channels=3, maps=64, latent=128,
-                      batch_size=64, n_critic=5, iters=2, gpu_iters=40, description="seed 000 arch, 32x32, maps 64, batch 64"),
+                      batch_size=64, n_critic=5, iters=2, gpu_iters=40, description="nnabla-cifar, 32x32, maps 64, batch 64"),
     "cifar-m128": dict(arch="nnabla-cifar", data="image", image_size=32, channels=3, maps=128, latent=128,
                        batch_size=64, n_critic=5, iters=20, gpu_iters=30, gpu_only=True,
-                       description="seed 000 arch, 32x32, maps 128, batch 64 (GPU)"),
+                       description="nnabla-cifar, 32x32, maps 128, batch 64 (GPU)"),
     "toy-mlp": dict(arch="mlp", data="points", data_dim=2, maps=512, latent=128, batch_size=256, n_critic=5,
                     iters=20, gpu_iters=100, description="WGAN-GP toy: 3x512 ReLU MLPs, 2-D data, batch 256"),
     "dcgan64": dict(arch="dcgan", data="image", image_size=64, channels=3, maps=64, latent=128,
                     batch_size=64, n_critic=5, iters=10, gpu_iters=20, gpu_only=True,
-                    description="seed 001 DCGAN, 64x64, maps 64, batch 64 (GPU)"),
+                    description="giakou4/gans DCGAN, 64x64, maps 64, batch 64 (GPU)"),
 }
 QUICK = {  # tiny sizes for tests: the harness runs end to end in seconds
     "cifar-m16": dict(maps=2, batch_size=4, latent=8, n_critic=2, iters=1),

@@ -343,7 +343,7 @@ _DESCRIPTIONS = {
 
 
 # The WGAN-GP paper's toy settings (appendix: 3x512 ReLU MLPs, z of size 2, lambda 0.1,
-# batch 256); image datasets keep TrainConfig's defaults, seed 000's CIFAR-10 recipe.
+# batch 256); image datasets keep TrainConfig's defaults, the NNabla example's CIFAR-10 recipe.
 TOY_DEFAULTS = {"arch": "mlp", "maps": 512, "latent": 2, "lambda_": 0.1, "batch_size": 256}
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from wganx import hookimpl
 from wganx.errors import WganxError
-from wganx.records import MetricSpec
+from wganx.records import FeatureSpec, MetricSpec
 
 from .classes import class_coverage, inception_score
 from .features import (
@@ -26,17 +26,13 @@ from .features import (
     pairwise_distances, polynomial_kernel, precision_recall, prdc,
 )
 from .points import energy_distance, sliced_wasserstein, wasserstein_1d
-from .toy import (
-    GaussianMixture2D, eight_gaussians, high_quality_share, mode_coverage, nearest_mode,
-    toy_mixture, twentyfive_gaussians,
-)
+from .toy import high_quality_share, mode_coverage, nearest_mode
 
 __all__ = [
     "class_coverage", "inception_score", "feature_stats", "frechet_distance",
     "kernel_inception_distance", "knn_radii", "mmd2_unbiased", "pairwise_distances",
     "polynomial_kernel", "precision_recall", "prdc", "energy_distance", "sliced_wasserstein",
-    "wasserstein_1d", "GaussianMixture2D", "eight_gaussians", "twentyfive_gaussians",
-    "toy_mixture", "nearest_mode", "high_quality_share", "mode_coverage", "wganx_metrics",
+    "wasserstein_1d", "nearest_mode", "high_quality_share", "mode_coverage", "wganx_metrics",
 ]
 
 
@@ -103,22 +99,35 @@ def _class_coverage(samples, reference=None, num_classes=None):
 
 @hookimpl
 def wganx_metrics():
+    both = ("domain", "inception")
     return [
-        MetricSpec("modes", _modes, kinds=("points",),
+        MetricSpec("modes", _modes, kinds=("points",), uses=("modes",),
                    description="modes covered and high-quality share on 8gaussians/25gaussians "
                                "(VEEGAN/PacGAN; option dataset=)"),
-        MetricSpec("energy", _energy, kinds=("points",),
+        MetricSpec("energy", _energy, kinds=("points",), options={"num_projections": 128}, default_in=("points",),
                    description="energy distance and sliced Wasserstein-1 to the reference points"),
-        MetricSpec("fid", _fid, kinds=("features",),
+        MetricSpec("fid", _fid, kinds=("features",), default_in=both,
                    description="Fréchet distance between feature Gaussians (Heusel et al. 2017)"),
-        MetricSpec("kid", _kid, kinds=("features",),
+        MetricSpec("kid", _kid, kinds=("features",), options={"num_subsets": 100, "subset_size": 1000},
+                   default_in=both,
                    description="kernel distance, unbiased cubic-kernel MMD^2 over subsets "
                                "(Binkowski et al. 2018)"),
-        MetricSpec("precision-recall", _precision_recall, kinds=("features",),
+        MetricSpec("precision-recall", _precision_recall, kinds=("features",), options={"k": 3},
+                   default_in=("domain",),
                    description="k-NN precision/recall (Kynkäänniemi et al. 2019), "
                                "density/coverage (Naeem et al. 2020)"),
-        MetricSpec("inception-score", _inception_score, kinds=("probs",),
+        MetricSpec("inception-score", _inception_score, kinds=("probs",), options={"splits": 10}, default_in=both,
                    description="Inception Score over splits (Salimans et al. 2016)"),
-        MetricSpec("class-coverage", _class_coverage, kinds=("labels",),
+        MetricSpec("class-coverage", _class_coverage, kinds=("labels",), default_in=("domain",),
                    description="classes hit by generated samples and entropy of their histogram"),
     ]
+
+
+@hookimpl
+def wganx_features():
+    from . import inception
+
+    return [FeatureSpec("inception", lambda weights=None, device="cpu": inception.InceptionFeatures(weights, device),
+                        check=inception.check_available,
+                        description="Inception-v3 pool features and logits through torch-fidelity "
+                                    "(the FID and IS papers)")]

@@ -1,28 +1,21 @@
-"""The toy 2-D Gaussian mixtures of the WGAN-GP paper and mode-coverage metrics on them.
+"""Mode coverage of samples of a 2-D Gaussian mixture (VEEGAN, PacGAN).
 
-Centres and spreads follow ``gan_toy.py`` of Gulrajani et al. 2017: a sample is
-``centre + std * N(0, I)`` and the whole data set is then divided by a constant (1.414 for
-``8gaussians``, 2.828 for ``25gaussians``), so in data space the centres and the spread are
-both divided by it. Every number is a parameter, so that the datasets plugin can share
-these definitions later.
+The mixtures themselves, the WGAN-GP paper's ``8gaussians`` and ``25gaussians``, are defined
+once, by the datasets plugin (:func:`wganx_plugins.datasets.mode_centers`,
+:func:`wganx_plugins.datasets.mode_std`); these functions take any centres and spread.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Dict, Optional
 
 import numpy as np
 
-from wganx.errors import UnknownNameError, WganxError
+from wganx.errors import WganxError
 
 from ._arrays import as_matrix
 
-__all__ = [
-    "GaussianMixture2D", "eight_gaussians", "twentyfive_gaussians", "toy_mixture", "TOY_MIXTURES",
-    "nearest_mode", "high_quality_share", "mode_coverage",
-    "HIGH_QUALITY_STDS", "MIN_MODE_SHARE",
-]
+__all__ = ["nearest_mode", "high_quality_share", "mode_coverage", "HIGH_QUALITY_STDS", "MIN_MODE_SHARE"]
 
 #: a sample is "high quality" within this many standard deviations of its nearest centre
 #: (VEEGAN, Srivastava et al. 2017; PacGAN, Lin et al. 2018).
@@ -30,51 +23,6 @@ HIGH_QUALITY_STDS = 3.0
 #: a mode counts as covered when at least this share of the samples are high-quality
 #: samples assigned to it: PacGAN's 20 of 2500 for the 2-D grid.
 MIN_MODE_SHARE = 20 / 2500
-
-
-@dataclass(frozen=True)
-class GaussianMixture2D:
-    """Equal-weight isotropic Gaussian mixture, in data space.
-
-    Attributes:
-        centers: ``(K, 2)`` mode centres.
-        std: standard deviation of every component (per coordinate).
-    """
-
-    centers: np.ndarray
-    std: float
-
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` float32 samples, each from a uniformly chosen component."""
-        idx = rng.integers(0, len(self.centers), n)
-        return (self.centers[idx] + self.std * rng.standard_normal((n, 2))).astype(np.float32)
-
-
-def eight_gaussians(scale: float = 2.0, std: float = 0.02, divisor: float = 1.414) -> GaussianMixture2D:
-    """``8gaussians``: unit circle at multiples of 45 degrees, times ``scale``, spread ``std``,
-    all divided by ``divisor``."""
-    s = 1.0 / np.sqrt(2.0)
-    unit = np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (s, s), (s, -s), (-s, s), (-s, -s)])
-    return GaussianMixture2D(unit * scale / divisor, std / divisor)
-
-
-def twentyfive_gaussians(spacing: float = 2.0, std: float = 0.05, divisor: float = 2.828,
-                         half_width: int = 2) -> GaussianMixture2D:
-    """``25gaussians``: the grid ``spacing * {-2..2}^2``, spread ``std``, all divided by ``divisor``."""
-    r = np.arange(-half_width, half_width + 1)
-    grid = np.array([(x, y) for x in r for y in r], dtype=np.float64)
-    return GaussianMixture2D(grid * spacing / divisor, std / divisor)
-
-
-TOY_MIXTURES = {"8gaussians": eight_gaussians, "25gaussians": twentyfive_gaussians}
-
-
-def toy_mixture(name: str, **params) -> GaussianMixture2D:
-    """The mixture called ``name`` (``8gaussians`` or ``25gaussians``), ``params`` overriding
-    the defaults of its factory."""
-    if name not in TOY_MIXTURES:
-        raise UnknownNameError("toy dataset with modes", name, TOY_MIXTURES)
-    return TOY_MIXTURES[name](**params)
 
 
 def nearest_mode(points, centers):

@@ -42,7 +42,7 @@ class TensorFlowBackend(Backend):
 
     Args:
         jit_compile: compile the steps with XLA; None reads ``WGANX_TF_XLA`` ("1"/"0"),
-            else off (XLA measured about 15-50% slower on a 2-core CPU for seed 000's
+            else off (XLA measured about 15-50% slower on a 2-core CPU for the NNabla example's
             model at batch 64; not yet measured on a GPU).
         host_transpose: transpose NCHW images to NHWC with numpy before the step (True)
             or inside the compiled step (False, the default; the two measured within the
@@ -75,7 +75,7 @@ class TensorFlowBackend(Backend):
                 jit_compile = True
             elif env in ("0", "false", "no", "off"):
                 jit_compile = False
-            else:  # measured slower on the CPU (seed 000 arch, batch 64); not measured on a GPU
+            else:  # measured slower on the CPU (the NNabla example arch, batch 64); not measured on a GPU
                 jit_compile = False
         self.jit_compile = bool(jit_compile)
         self.host_transpose = bool(host_transpose)

@@ -93,7 +93,7 @@ class TensorFlowOps(Ops):
     @staticmethod
     def _repeat(x, k):
         """Each pixel repeated k x k: TensorFlow's nearest resize (for integer scales its
-        half-pixel rule is exact repetition), measured 20-30% faster in seed 000's generator
+        half-pixel rule is exact repetition), measured 20-30% faster in the NNabla example's generator
         step than tile-and-reshape. The resize and its gradient op (block sums) are each
         other's adjoints; TensorFlow registers no gradient for the latter, so both are
         wrapped here, which makes the pair differentiable to any order."""
@@ -157,7 +157,7 @@ class TensorFlowOps(Ops):
             self._update_stats(mean, var, m, v * (count / max(count - 1, 1)), decay)
         elif training and rank == 4 and x.dtype in (tf.float32, tf.float16):
             # One fused kernel (forward and backward) instead of a dozen elementwise ops: the
-            # generator step of seed 000's model was 30% slower than Keras' without it. Its
+            # generator step of the NNabla example's model was 30% slower than Keras' without it. Its
             # batch variance output is already the unbiased one the running average uses.
             y, bm, bv = tf.compat.v1.nn.fused_batch_norm(x, tf.cast(gamma, tf.float32), tf.cast(beta, tf.float32),
                                                          epsilon=eps, data_format="NHWC", is_training=True)

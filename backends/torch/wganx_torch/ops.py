@@ -31,7 +31,7 @@ class TorchOps(Ops):
         self.deferred = []  # (buffer, value) of defer_update, applied when a step ends
         # oneDNN convolves NHWC without reordering each operand; element-wise ops, pooling and
         # batch norm keep the layout, so convolutions chain in it (measured 1.2-1.5x faster
-        # for seed 000's model on the CPU: docs/results/speed.md). Values stay NCHW-indexed.
+        # for the NNabla example's model on the CPU: docs/results/speed.md). Values stay NCHW-indexed.
         self.layout = torch.channels_last if channels_last else torch.contiguous_format
 
     def conv2d(self, x, w, b=None, *, stride=1, pad=0):

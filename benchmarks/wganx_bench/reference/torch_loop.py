@@ -1,9 +1,9 @@
 """A plain hand-written PyTorch WGAN-GP loop: what a user writes without wganx.
 
-``nn.Module`` generator and critic of seed 000's architecture (``nnabla-cifar``: affine ->
+``nn.Module`` generator and critic of the NNabla example's architecture (``nnabla-cifar``: affine ->
 BN -> ReLU, three conv3x3 + nearest 2x + BN + ReLU blocks, to-RGB conv, tanh; critic: three
 unpadded conv3x3 + avgpool2 + leaky_relu(0.01), affine), the WGAN-GP toy MLP (3 x width
-ReLU, 2-D data) and seed 001's DCGAN (64x64). ``torch.optim.Adam(lr=1e-4, betas=(0.5,
+ReLU, 2-D data) and giakou4/gans' DCGAN (64x64). ``torch.optim.Adam(lr=1e-4, betas=(0.5,
 0.9))``; the penalty through ``torch.autograd.grad(create_graph=True)``.
 
 Data: the real batches come from a pool of numpy arrays made once and converted with
@@ -24,7 +24,7 @@ POOL = 8  # distinct real batches cycled through
 
 
 class CifarGenerator(nn.Module):
-    """Seed 000's generator (NNabla GANs/wgan-gp models.py), upsample = conv3x3 + nearest 2x."""
+    """The NNabla example's generator (NNabla GANs/wgan-gp models.py), upsample = conv3x3 + nearest 2x."""
 
     def __init__(self, latent=128, maps=128, channels=3, image_size=32):
         super().__init__()
@@ -52,7 +52,7 @@ class CifarGenerator(nn.Module):
 
 
 class CifarCritic(nn.Module):
-    """Seed 000's critic: unpadded 3x3 convs, 2x2 average pooling, leaky ReLU 0.01."""
+    """The NNabla example's critic: unpadded 3x3 convs, 2x2 average pooling, leaky ReLU 0.01."""
 
     def __init__(self, maps=128, channels=3, image_size=32):
         super().__init__()
@@ -86,7 +86,7 @@ class MLP(nn.Module):
 
 
 class DCGANGenerator(nn.Module):
-    """Seed 001's generator: transposed convs 4x4 with BN, 1x1 -> 64x64."""
+    """Giakou4/gans' generator: transposed convs 4x4 with BN, 1x1 -> 64x64."""
 
     def __init__(self, latent=128, maps=64, channels=3, image_size=64):
         super().__init__()
@@ -103,7 +103,7 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANCritic(nn.Module):
-    """Seed 001's critic: strided 4x4 convs, instance norm (affine), leaky ReLU 0.2."""
+    """Giakou4/gans' critic: strided 4x4 convs, instance norm (affine), leaky ReLU 0.2."""
 
     def __init__(self, maps=64, channels=3, image_size=64):
         super().__init__()
