@@ -187,39 +187,6 @@ def test_gradients_update_nothing(backend_name):
         np.testing.assert_array_equal(after[key], value, err_msg=key)
 
 
-@pytest.mark.skipif("tensorflow" not in BACKENDS, reason="tensorflow backend not installed")
-def test_tensorflow_nearest_upsampling_has_derivatives_of_every_order():
-    """The backend's resize-based nearest upsampling against tile-and-reshape, up to the third
-    derivative in float64 (TensorFlow has no gradient for the resize's own gradient op)."""
-    import tensorflow as tf
-    from wganx_tensorflow.ops import TensorFlowOps
-
-    x = tf.constant(np.random.default_rng(0).standard_normal((2, 3, 3, 2)))
-    weights = tf.reshape(tf.range(72, dtype=tf.float64) / 72.0, (1, 6, 6, 2))
-
-    def tiled(v, k):
-        return tf.reshape(tf.tile(tf.reshape(v, (-1, 3, 1, 3, 1, 2)), (1, 1, k, 1, k, 1)), (-1, 6, 6, 2))
-
-    def derivatives(upsample):
-        with tf.GradientTape() as t3:
-            t3.watch(x)
-            with tf.GradientTape() as t2:
-                t2.watch(x)
-                with tf.GradientTape() as t1:
-                    t1.watch(x)
-                    y = upsample(x, 2)
-                    out = tf.reduce_sum(tf.sin(y) * weights)
-                g1 = t1.gradient(out, x)
-                s2 = tf.reduce_sum(g1 ** 3)
-            g2 = t2.gradient(s2, x)
-            s3 = tf.reduce_sum(tf.sin(g2))
-        g3 = t3.gradient(s3, x)
-        return [t.numpy() for t in (y, g1, g2, g3)]
-
-    for got, want in zip(derivatives(TensorFlowOps._repeat), derivatives(tiled)):
-        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
-
-
 UPSAMPLED = (3, 4, 5)  # (C, H, W) that the generator upsamples
 
 

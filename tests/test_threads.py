@@ -61,23 +61,3 @@ def test_a_trainer_applies_its_config(tmp_path, restore_threads):
     assert restore_threads.get_num_threads() == 1
 
 
-TF_SCRIPT = """
-import tensorflow as tf
-from wganx.build import load_backend
-load_backend("tensorflow", threads=1)
-tf.constant(1.0) + 1.0  # the runtime starts with the count
-print("intra", tf.config.threading.get_intra_op_parallelism_threads())
-load_backend("tensorflow", threads=1)  # the count it has: nothing to say
-load_backend("tensorflow", threads=2)  # too late for this process: told, not silently ignored
-"""
-
-
-def test_tensorflow_gets_the_count_before_its_runtime_starts():
-    if "tensorflow" not in available_backends():
-        pytest.skip("backend tensorflow is not available")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, "-c", TF_SCRIPT], capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert "intra 1" in proc.stdout
-    assert "TensorFlow's runtime started earlier in this process; --threads 2 applies to a new process" in proc.stderr
-    assert proc.stderr.count("runtime started earlier") == 1  # not for the count it already had

@@ -198,6 +198,7 @@ BAD_INPUT = [
     (["--image-size", "24"], "cannot make 24x24 images"),
     (["-b", "0"], "--batch-size must be at least 1"),
     (["--lrd", "-0.1"], "--lrd must not be negative"),
+    (["--critic-norm", "spectral"], "--critic-norm spectral: architecture 'dcgan' offers none"),
 ]
 
 
