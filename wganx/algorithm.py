@@ -49,6 +49,8 @@ class Program:
     num_classes: int = 0
     ema_decay: float = 0.0
     ema_start: int = 0
+    lr_decay: str = "constant"
+    decay_iters: int = 0
 
     def network(self, net: str):
         """``"generator"`` or ``"critic"`` -> its :class:`wganx.records.Network`."""
@@ -107,6 +109,23 @@ def generator_iteration(session, program: Program, rng: np.random.Generator,
         real, labels = next_batch()
         critic = session.critic_step(step_inputs(program, "critic", rng, real, labels))
     return critic, session.generator_step(step_inputs(program, "generator", rng))
+
+
+def learning_rate(program: Program, net: str, generator_steps, maximum=max):
+    """``net``'s learning rate in generator iteration ``generator_steps`` (0-based: the
+    generator updates done before it; the critic's steps of that iteration use the same).
+
+    ``constant``: the optimizer's ``lr``. ``linear``: ``lr * max(0, 1 - generator_steps /
+    decay_iters)``, the WGAN-GP paper's CIFAR-10 schedule, which reaches 0 at the last
+    iteration. A backend computing it in its graph passes its own ``maximum`` and a tensor.
+    """
+    lr = program.optimizer(net).lr
+    if program.lr_decay == "linear":
+        return lr * maximum(1.0 - generator_steps / program.decay_iters, 0.0)
+    return lr
+
+
+LR_DECAYS = ("constant", "linear")
 
 
 # -- the two objectives ------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .algorithm import Program, ema_name
+from .algorithm import LR_DECAYS, Program, ema_name
 from .config import TrainConfig
 from .errors import BackendUnavailableError, WganxError
 from .optim import OptimizerConfig, initial_state
@@ -52,7 +52,8 @@ def make_program(*, arch: str, regularizer: str = "gp", loss: str = "wasserstein
                  critic_optimizer: OptimizerConfig = OptimizerConfig(),
                  generator_optimizer: OptimizerConfig = OptimizerConfig(),
                  batch_size: int = 64, allow_critic_batch_norm: bool = False,
-                 ema_decay: float = 0.0, ema_start: int = 0, reg: Optional[Registry] = None) -> Program:
+                 ema_decay: float = 0.0, ema_start: int = 0, lr_decay: str = "constant", decay_iters: int = 0,
+                 reg: Optional[Registry] = None) -> Program:
     """Resolve plugin names and build the :class:`Program` a backend compiles."""
     reg = reg or default_registry()
     arch_spec = reg.get("architecture", arch)
@@ -68,6 +69,10 @@ def make_program(*, arch: str, regularizer: str = "gp", loss: str = "wasserstein
             f"{regularizer!r} penalty is per sample; use another critic (or allow it explicitly)")
     if batch_size < 1:
         raise WganxError(f"batch size must be at least 1, got {batch_size}")
+    if lr_decay not in LR_DECAYS:
+        raise WganxError(f"unknown learning-rate decay {lr_decay!r}; choose one of: {', '.join(LR_DECAYS)}")
+    if lr_decay != "constant" and decay_iters < 1:
+        raise WganxError(f"a {lr_decay} learning-rate decay needs its length in iterations, got {decay_iters}")
     if not 0.0 <= ema_decay < 1.0 or ema_start < 0:
         raise WganxError(f"the moving average needs 0 <= decay < 1 and a start >= 0, got {ema_decay} and {ema_start}")
     for which, opt in (("critic", critic_optimizer), ("generator", generator_optimizer)):
@@ -78,7 +83,7 @@ def make_program(*, arch: str, regularizer: str = "gp", loss: str = "wasserstein
         penalty_weight=reg_spec.weight if penalty_weight is None else float(penalty_weight),
         critic_optimizer=critic_optimizer, generator_optimizer=generator_optimizer,
         batch_size=batch_size, latent=arch_config.latent, num_classes=arch_config.num_classes,
-        ema_decay=float(ema_decay), ema_start=int(ema_start))
+        ema_decay=float(ema_decay), ema_start=int(ema_start), lr_decay=lr_decay, decay_iters=int(decay_iters))
 
 
 def initial_arrays(program: Program, rng: np.random.Generator) -> Dict[str, np.ndarray]:
@@ -142,7 +147,8 @@ def build_program(config: TrainConfig, sample_shape: tuple, data_kind: str, num_
                         arch_config=arch_config, penalty_weight=config.lambda_,
                         critic_optimizer=optimizer(config.lrd), generator_optimizer=optimizer(config.lrg),
                         batch_size=config.batch_size, allow_critic_batch_norm=config.allow_critic_batch_norm,
-                        ema_decay=config.ema_decay, ema_start=config.ema_start, reg=reg)
+                        ema_decay=config.ema_decay, ema_start=config.ema_start, lr_decay=config.lr_decay,
+                        decay_iters=config.lr_decay_iters or config.max_iter, reg=reg)
 
 
 def expected_shapes(program) -> Dict[str, tuple]:

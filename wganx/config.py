@@ -64,6 +64,12 @@ class TrainConfig:
                                                       "choices": ("adam", "rmsprop")})
     lrg: float = field(default=1e-4, metadata={"help": "generator learning rate"})
     lrd: float = field(default=1e-4, metadata={"help": "critic learning rate"})
+    lr_decay: str = field(default="constant", metadata={
+        "help": "learning rates over the run: constant, or linear decay to 0 at --lr-decay-iters (the WGAN-GP "
+                "paper's CIFAR-10 ResNet)", "choices": ("constant", "linear")})
+    lr_decay_iters: int = field(default=0, metadata={
+        "help": "generator iterations over which the learning rates decay (0: --max-iter); give it when a run "
+                "will be resumed with a larger --max-iter, so its schedule does not change", "shown_default": "0"})
     beta1: float = field(default=0.5, metadata={"help": "Adam beta1 (the NNabla example's 0.5; the paper's CIFAR runs 0.0)"})
     beta2: float = field(default=0.9, metadata={"help": "Adam beta2"})
     ema_decay: float = field(default=0.0, metadata={
@@ -123,7 +129,7 @@ class TrainConfig:
                 raise WganxError(f"--{flag_name(name)} must be in [0, 1), got {getattr(self, name)}")
         if self.ema_start < 0:
             raise WganxError(f"--ema-start must not be negative, got {self.ema_start}")
-        for name in ("eval_interval", "keep_checkpoints", "threads"):
+        for name in ("eval_interval", "keep_checkpoints", "threads", "lr_decay_iters"):
             if getattr(self, name) < 0:
                 raise WganxError(f"--{flag_name(name)} must not be negative, got {getattr(self, name)}")
         if self.eval_samples < 1:
@@ -192,8 +198,8 @@ SECTIONS = {
     "Device": ("backend", "context", "device_id", "type_config", "threads", "distribute", "sync_batch_norm"),
     "Model": ("arch", "up", "maps", "latent", "image_size", "critic_norm", "conditional"),
     "Objective": ("loss", "regularizer", "lambda_", "allow_critic_batch_norm"),
-    "Optimisation": ("batch_size", "max_iter", "n_critic", "critic_schedule", "optimizer", "lrg", "lrd", "beta1",
-                     "beta2", "ema_decay", "ema_start", "recipe"),
+    "Optimisation": ("batch_size", "max_iter", "n_critic", "critic_schedule", "optimizer", "lrg", "lrd", "lr_decay",
+                     "lr_decay_iters", "beta1", "beta2", "ema_decay", "ema_start", "recipe"),
     "Data": ("dataset", "data_dir", "download", "seed"),
     "Output": ("monitor_path", "save_interval", "log_interval", "num_samples", "keep_checkpoints", "eval_interval",
                "eval_metrics", "eval_samples", "raw_weights", "tensorboard", "progress", "resume", "overwrite"),

@@ -69,6 +69,7 @@ SLOT_RTOL = 1e-3
 EXACT_ZERO_RTOL = 1e-9  # a float64 gradient below this share of its network's scale is zero
 TRAJECTORY = ("critic", "critic", "critic", "generator", "critic", "critic", "generator")
 TRAJECTORY_ADAM_EPS = 1e-4
+LR_DECAY_ITERS = 4  # the trajectory's two generator iterations run at 1 and 3/4 of the rate
 BATCH = 4
 
 
@@ -84,6 +85,7 @@ class Case:
     num_classes: int = 0
     critic_norm: str = "none"
     ema_decay: float = 0.0  # the generator's moving average, from its first average (ema_start 1)
+    lr_decay: str = "constant"  # "linear": to 0 over LR_DECAY_ITERS, so the trajectory sees it move
 
     @property
     def label(self) -> str:
@@ -96,6 +98,8 @@ class Case:
             parts.append(f"{self.critic_norm} norm")
         if self.ema_decay:
             parts.append(f"ema {self.ema_decay}")
+        if self.lr_decay != "constant":
+            parts.append(f"{self.lr_decay} lr decay")
         return "/".join(parts)
 
     def arch_config(self, registry: Registry) -> ArchConfig:
@@ -178,6 +182,8 @@ def default_cases(registry: Registry) -> List[Case]:
             cases.append(Case(points, loss=loss, regularizer="none", data_kind="points"))
     cases.append(Case(base, up=up_for(base), num_classes=3))
     cases.append(Case(base, up=up_for(base), ema_decay=0.9))
+    cases.append(Case(points, regularizer=default_of("regularizer"), data_kind="points", lr_decay="linear")
+                 if points else Case(base, up=up_for(base), lr_decay="linear"))
     unique, seen = [], set()
     for c in cases:
         if c not in seen:
@@ -232,7 +238,7 @@ def program_for(case: Case, registry: Registry):
     return make_program(arch=case.arch, regularizer=case.regularizer, loss=case.loss,
                         arch_config=case.arch_config(registry), batch_size=BATCH, critic_optimizer=adam,
                         generator_optimizer=adam, ema_decay=case.ema_decay, ema_start=1 if case.ema_decay else 0,
-                        reg=registry)
+                        lr_decay=case.lr_decay, decay_iters=LR_DECAY_ITERS, reg=registry)
 
 
 def _data(program, rng):

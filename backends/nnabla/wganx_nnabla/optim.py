@@ -26,7 +26,8 @@ class Adam:
     def finite(self):
         return not self.solver.check_inf_or_nan_grad()
 
-    def update(self):
+    def update(self, lr):
+        self.solver.set_learning_rate(lr)
         self.solver.update()
 
     def steps(self):
@@ -75,14 +76,14 @@ class RMSProp:
     def finite(self):
         return all(np.isfinite(p.g).all() for p in self.params.values())
 
-    def update(self):
+    def update(self, lr):
         c = self.cfg
         with nn.context_scope(self.ctx):
             for n, p in self.params.items():
                 g, v = p.grad, self.v[n]
                 v.copy_from(F.add2(F.mul_scalar(v, c.rho), F.mul_scalar(F.mul2(g, g), 1.0 - c.rho)))
                 step = F.div2(g, F.pow_scalar(F.add_scalar(v, c.eps), 0.5))
-                p.data.copy_from(F.sub2(p.data, F.mul_scalar(step, c.lr)))
+                p.data.copy_from(F.sub2(p.data, F.mul_scalar(step, lr)))
         self.t += 1
 
     def steps(self):

@@ -10,7 +10,7 @@ import nnabla as nn
 import nnabla.functions as F
 import numpy as np
 
-from wganx.algorithm import EMA_PREFIX, OBJECTIVES, ema_decay_at, ema_name
+from wganx.algorithm import EMA_PREFIX, OBJECTIVES, ema_decay_at, ema_name, learning_rate
 from wganx.session import Session
 
 from .ops import Tensor, _v
@@ -196,7 +196,7 @@ class NNablaSession(Session):
             if self.apply_update(self.loss_scale is None or solver.finite()):
                 if self.loss_scale is not None:
                     solver.scale_grad(1.0 / self.loss_scale.scale)
-                solver.update()
+                solver.update(learning_rate(self.program, net, self.solvers["generator"].steps()))
                 if net == "critic" and self.clip is not None:
                     c = float(self.clip)
                     for name in self.trainable["critic"]:

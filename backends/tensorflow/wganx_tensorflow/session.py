@@ -8,7 +8,7 @@ from typing import Dict
 
 import numpy as np
 
-from wganx.algorithm import EMA_PREFIX, NETWORKS, OBJECTIVES, split_params
+from wganx.algorithm import EMA_PREFIX, NETWORKS, OBJECTIVES, learning_rate, split_params
 from wganx.distributed import ReplicaLost, replica_slice
 from wganx.optim import state_name
 from wganx.session import Session
@@ -163,7 +163,8 @@ class TensorFlowSession(Session):
         return values, grads
 
     def _update(self, net, grads):
-        apply_update(self.optim[net], self.steps[net], self.vars[net], grads, self.slots[net], self.dtype,
+        lr = learning_rate(self.program, net, tf.cast(self.steps["generator"], tf.float64), tf.maximum)
+        apply_update(self.optim[net], lr, self.steps[net], self.vars[net], grads, self.slots[net], self.dtype,
                      self.clip if net == "critic" else None)
 
     def _make_train(self, net):

@@ -17,7 +17,7 @@ from typing import Dict
 import numpy as np
 import torch
 
-from wganx.algorithm import EMA_PREFIX, OBJECTIVES, ema_decay_at, split_params
+from wganx.algorithm import EMA_PREFIX, OBJECTIVES, ema_decay_at, learning_rate, split_params
 from wganx.distributed import ReplicaLost
 from wganx.session import Session
 
@@ -164,6 +164,7 @@ class TorchSession(Session):
     @torch.no_grad()
     def _update(self, net, grads):
         cfg, slots = self.optim[net], self.slots[net]
+        lr = learning_rate(self.program, net, self.steps["generator"])
         params = [self.params[n] for n in self.trainable[net]]
         self.steps[net] += 1
         t = self.steps[net]
@@ -174,7 +175,7 @@ class TorchSession(Session):
             torch._foreach_addcmul_(v, grads, grads, value=1.0 - cfg.beta2)
             denom = torch._foreach_sqrt(v)
             torch._foreach_add_(denom, cfg.eps)
-            step = cfg.lr * (1 - cfg.beta2 ** t) ** 0.5 / (1 - cfg.beta1 ** t)
+            step = lr * (1 - cfg.beta2 ** t) ** 0.5 / (1 - cfg.beta1 ** t)
             torch._foreach_addcdiv_(params, m, denom, value=-step)
         else:  # rmsprop
             v = slots["v"]
@@ -182,7 +183,7 @@ class TorchSession(Session):
             torch._foreach_addcmul_(v, grads, grads, value=1.0 - cfg.rho)
             denom = torch._foreach_add(v, cfg.eps)
             torch._foreach_sqrt_(denom)
-            torch._foreach_addcdiv_(params, grads, denom, value=-cfg.lr)
+            torch._foreach_addcdiv_(params, grads, denom, value=-lr)
         if net == "critic" and self.clip is not None:
             torch._foreach_clamp_min_(params, -self.clip)
             torch._foreach_clamp_max_(params, self.clip)
