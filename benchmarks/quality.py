@@ -49,25 +49,50 @@ def available_backends():
 TOY_EVALUATIONS = 20  # points on each toy learning curve
 
 
-def toy_config(backend, dataset, iters, folder, seed, maps=512, ema_decay=0.0):
-    from wganx.config import TrainConfig
+# The settings a row is trained with, over what ``wganx train --dataset D`` chooses (the
+# dataset record's recommended defaults): ``paper`` is the WGAN-GP paper's Adam (lr 1e-4,
+# betas 0.5 and 0.9, constant) without a moving average.
+SETTINGS_TEXT = {
+    "recommended": "what `wganx train` chooses for the dataset (its record's recommended defaults)",
+    "recommended-no-ema": "the same without the generator's moving average",
+    "paper": "Adam lr 1e-4 for both networks, constant, no moving average (the WGAN-GP paper's toy and "
+             "MNIST settings)",
+    "paper-ema": "the paper's, with a moving average of decay 0.99",
+}
+SETTINGS = {
+    "recommended": {},
+    "recommended-no-ema": {"ema_decay": 0.0},
+    "paper": {"lrg": 1e-4, "lrd": 1e-4, "lr_decay": "constant", "ema_decay": 0.0},
+    "paper-ema": {"lrg": 1e-4, "lrd": 1e-4, "lr_decay": "constant", "ema_decay": 0.99},
+}
 
-    return TrainConfig(backend=backend, dataset=dataset, arch="mlp", maps=maps, latent=2, batch_size=256,
-                       ema_decay=ema_decay,
-                       lrg=1e-4, lrd=1e-4, beta1=0.5, beta2=0.9, n_critic=5, lambda_=0.1, max_iter=iters,
-                       monitor_path=str(folder), save_interval=iters, log_interval=max(1, iters // 10),
-                       eval_interval=max(1, iters // TOY_EVALUATIONS), eval_metrics="modes", eval_samples=2500,
-                       num_samples=64, progress=False, seed=seed)
+
+def configure(values: dict, settings: str, ema_decay=None):
+    """The TrainConfig ``wganx train`` makes of ``values`` and the named settings, and the
+    settings that differ from TrainConfig's defaults (for the table)."""
+    from wganx.config import default_of, from_user
+
+    given = {**values, **SETTINGS[settings]}
+    if ema_decay is not None:
+        given["ema_decay"] = ema_decay
+    config, _ = from_user(given)
+    shown = {k: getattr(config, k) for k in ("lrg", "lrd", "lr_decay", "ema_decay", "beta1", "lambda_")
+             if getattr(config, k) != default_of(k)}
+    return config, shown
 
 
-def mnist_config(backend, data_dir, iters, folder, seed, ema_decay=0.0):
-    from wganx.config import TrainConfig
+def toy_config(backend, dataset, iters, folder, seed, maps=512, settings="recommended", ema_decay=None):
+    return configure(dict(backend=backend, dataset=dataset, maps=maps, max_iter=iters, monitor_path=str(folder),
+                          save_interval=iters, log_interval=max(1, iters // 10),
+                          eval_interval=max(1, iters // TOY_EVALUATIONS), eval_metrics="modes", eval_samples=2500,
+                          num_samples=64, progress=False, seed=seed, threads=0), settings, ema_decay)
 
-    return TrainConfig(backend=backend, dataset="mnist", data_dir=str(data_dir), download=False, arch="mlp",
-                       ema_decay=ema_decay,
-                       maps=512, latent=128, image_size=28, batch_size=64, n_critic=5, max_iter=iters,
-                       monitor_path=str(folder), save_interval=iters, log_interval=max(1, iters // 10),
-                       num_samples=100, progress=False, seed=seed)
+
+def mnist_config(backend, data_dir, iters, folder, seed, settings="recommended", ema_decay=None):
+    return configure(dict(backend=backend, dataset="mnist", data_dir=str(data_dir), download=False, arch="mlp",
+                          maps=512, latent=128, image_size=28, batch_size=64, n_critic=5, max_iter=iters,
+                          monitor_path=str(folder), save_interval=iters, log_interval=max(1, iters // 10),
+                          num_samples=100, progress=False, seed=seed, threads=0), settings, ema_decay)
 
 
 def run_one(config, evaluator, n, seed):
@@ -95,29 +120,33 @@ def run_job(job) -> dict:
     label = run_label(job)
     if job["dataset"] in TOY_SETS:
         ev = Evaluator(None, job["dataset"], None, "modes,energy", 2500, seed=seed, log=None)
-        config = toy_config(job["backend"], job["dataset"], job["iters"], folder, seed, job["maps"], decay)
+        config, shown = toy_config(job["backend"], job["dataset"], job["iters"], folder, seed, job["maps"],
+                                   job["settings"], decay)
         values, seconds, _ = run_one(config, ev, 2500, seed)
         plots = sorted((folder / "samples").glob("fixed_*.png"))
         if plots:
             shutil.copy(plots[-1], out / f"{job['dataset']}_{file_label(job)}.png")
         curve = [{k: r[k] for k in ("iteration", "modes_covered", "high_quality_share")}
                  for r in read_metrics_csv(folder / "metrics.csv")]
-        return {"backend": label, "file": file_label(job), "seconds": seconds, **values, "curve": curve}
+        return {"backend": label, "file": file_label(job), "seconds": seconds, "settings": shown, **values,
+                "curve": curve}
     ev = Evaluator(None, "mnist", job["data_dir"], None, job["eval_samples"], seed=seed,
                    metric_options={"kid": {"num_subsets": 20}}, log=None)
-    values, seconds, generate = run_one(
-        mnist_config(job["backend"], job["data_dir"], job["iters"], folder, seed, decay), ev, job["eval_samples"], seed)
+    config, shown = mnist_config(job["backend"], job["data_dir"], job["iters"], folder, seed, job["settings"], decay)
+    values, seconds, generate = run_one(config, ev, job["eval_samples"], seed)
     monitor.save_png(monitor.tile(generate(100)), out / f"mnist_{file_label(job)}.png", scale=2)
-    return {"backend": label, "file": file_label(job), "seconds": seconds, **values}
+    return {"backend": label, "file": file_label(job), "seconds": seconds, "settings": shown, **values}
 
 
 def run_label(job) -> str:
-    """The row's name: the backend, and the moving average's decay when there is one."""
-    return job["backend"] + (f", EMA {job['ema_decay']:g}" if job["ema_decay"] else "")
+    """The row's name: the backend, the settings, and the moving average's decay when given."""
+    return (f"{job['backend']}, {job['settings']}"
+            + (f", EMA {job['ema_decay']:g}" if job["ema_decay"] is not None else ""))
 
 
 def file_label(job) -> str:
-    return job["backend"] + (f"_ema{job['ema_decay']:g}" if job["ema_decay"] else "")
+    return (f"{job['backend']}_{job['settings']}"
+            + (f"_ema{job['ema_decay']:g}" if job["ema_decay"] is not None else ""))
 
 
 def _start_worker(threads):
@@ -218,11 +247,18 @@ def main(argv=None) -> int:
     p.add_argument("--toy-maps", type=int, default=512, help="MLP width of the toy runs (the paper: 512)")
     p.add_argument("--jobs", type=int, default=1,
                    help="training runs at once, each in its own process with cores/jobs threads (default 1)")
-    p.add_argument("--ema-decays", default="0",
-                   help="comma-separated --ema-decay values, a run each (0: none; default 0)")
+    p.add_argument("--settings", default="recommended",
+                   help=f"comma-separated, a run each: {', '.join(SETTINGS)} (default: recommended, what wganx "
+                        "train chooses for the dataset)")
+    p.add_argument("--ema-decays", default="",
+                   help="comma-separated --ema-decay values over each setting's own, a run each (default: none)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    decays = [float(d) for d in args.ema_decays.split(",")]
+    decays = [float(d) for d in args.ema_decays.split(",")] if args.ema_decays else [None]
+    settings = args.settings.split(",")
+    for name in settings:
+        if name not in SETTINGS:
+            raise SystemExit(f"--settings: unknown {name!r}; choose from {', '.join(SETTINGS)}")
     toy_iters = parse_toy_iters(args.toy_iters)
 
     from wganx.evaluate import Evaluator
@@ -235,9 +271,10 @@ def main(argv=None) -> int:
     started = time.perf_counter()
 
     common = {"out": str(out), "seed": args.seed}
-    jobs = [dict(common, dataset=d, backend=b, iters=toy_iters[d], maps=args.toy_maps, ema_decay=e,
-                 folder=str(work / f"{d}-{b}-{e:g}"))
-            for d in TOY_SETS if toy_iters[d] for b in backends for e in decays]
+    variants = [(b, name, e) for b in backends for name in settings for e in decays]
+    jobs = [dict(common, dataset=d, backend=b, iters=toy_iters[d], maps=args.toy_maps, settings=name, ema_decay=e,
+                 folder=str(work / f"{d}-{b}-{name}-{e}"))
+            for d in TOY_SETS if toy_iters[d] for b, name, e in variants]
     clf = None
     if args.mnist_iters > 0:
         # The classifier and the real-image row first, here: the workers then read the cache.
@@ -249,9 +286,9 @@ def main(argv=None) -> int:
         idx = np.random.default_rng(args.seed).choice(len(train_x), args.eval_samples, replace=False)
         mnist_rows.append({"backend": "real train images", "seconds": None, **ev.evaluate(train_x[np.sort(idx)])})
         clf = ev.extractor()
-        jobs += [dict(common, dataset="mnist", backend=b, iters=args.mnist_iters, data_dir=args.data_dir, ema_decay=e,
-                      eval_samples=args.eval_samples, folder=str(work / f"mnist-{b}-{e:g}"))
-                 for b in backends for e in decays]
+        jobs += [dict(common, dataset="mnist", backend=b, iters=args.mnist_iters, data_dir=args.data_dir, settings=name,
+                      ema_decay=e, eval_samples=args.eval_samples, folder=str(work / f"mnist-{b}-{name}-{e}"))
+                 for b, name, e in variants]
     jobs.sort(key=estimated_cost, reverse=True)
     for job in jobs:
         print(f"[{job['dataset']} / {run_label(job)}] {job['iters']} iterations", flush=True)
@@ -264,8 +301,7 @@ def main(argv=None) -> int:
         (toy_rows[job["dataset"]] if job["dataset"] in TOY_SETS else mnist_rows).append(row)
         shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float) and k != "seconds"}
         print(f"[{name}] {json.dumps(shown)} in {row['seconds']:.0f} s", flush=True)
-    order = {run_label({"backend": b, "ema_decay": e}): i
-             for i, (b, e) in enumerate((b, e) for b in backends for e in decays)}
+    order = {run_label({"backend": b, "settings": name, "ema_decay": e}): i for i, (b, name, e) in enumerate(variants)}
     for rows in toy_rows.values():
         rows.sort(key=lambda r: order[r["backend"]])
     mnist_rows[1:] = sorted(mnist_rows[1:], key=lambda r: order[r["backend"]])
@@ -281,11 +317,13 @@ def main(argv=None) -> int:
              "Reproduce from the repository root:", "", "```",
              f"python benchmarks/quality.py --backends {','.join(backends)} --toy-iters {args.toy_iters} "
              f"--toy-maps {args.toy_maps} --mnist-iters {args.mnist_iters} --eval-samples {args.eval_samples} "
-             f"--ema-decays {args.ema_decays} --jobs {args.jobs} --seed {args.seed}", "```", ""]
+             f"--settings {args.settings}" + (f" --ema-decays {args.ema_decays}" if args.ema_decays else "")
+             + f" --jobs {args.jobs} --seed {args.seed}", "```", "",
+             "Settings: " + "; ".join(f"**{n}**: {SETTINGS_TEXT[n]}" for n in settings) + ".", ""]
     budgets = ", ".join(f"{toy_iters[d]:,} ({d})" for d in TOY_SETS)
     lines += ["## Toy mixtures (WGAN-GP paper settings)", "",
-              f"MLP 3x{args.toy_maps} ReLU (G and D), latent 2, batch 256, Adam 1e-4 (0.5, 0.9), n_critic 5, lambda 0.1, "
-              f"generator iterations: **{budgets}** (the paper: 100,000), seed {args.seed}. Metrics on 2,500 "
+              f"MLP 3x{args.toy_maps} ReLU (G and D), latent 2, batch 256, Adam betas (0.5, 0.9), n_critic 5, "
+              f"lambda 0.1, generator iterations: **{budgets}** (the paper: 100,000), seed {args.seed}. Metrics on 2,500 "
               "samples: a mode is covered with at least 20 high-quality samples (within 3 std of its centre); a "
               "perfect sampler scores all modes and a high-quality share of 0.989. The issue's aim: all modes, "
               "high-quality share at least 0.9 (8gaussians) and 0.8 (25gaussians).", "",
@@ -308,7 +346,7 @@ def main(argv=None) -> int:
         keys = ("domain_fid", "domain_kid_mean", "domain_classes_covered", "domain_is_mean", "domain_precision",
                 "domain_recall")
         lines += ["## MNIST (real data)", "",
-                  f"`mlp` architecture (3x512 ReLU, 28x28, latent 128), batch 64, lambda 10, Adam 1e-4 (0.5, 0.9), "
+                  f"`mlp` architecture (3x512 ReLU, 28x28, latent 128), batch 64, lambda 10, Adam betas (0.5, 0.9), "
                   f"n_critic 5, **{args.mnist_iters} generator iterations**, seed {args.seed}. Metrics on "
                   f"{args.eval_samples} samples against as many test images, in the feature space of wganx's numpy "
                   f"MNIST classifier (test accuracy {clf.test_accuracy:.4f}): *domain* FID/KID are not comparable "

@@ -20,19 +20,25 @@ def test_toy_benchmark_writes_table_curves_and_json(tmp_path):
     backend = available_backends()[0]
     out = tmp_path / "out"
     proc = run_quality("--backends", backend, "--toy-iters", "8gaussians=4,25gaussians=6", "--toy-maps", 8,
-                       "--mnist-iters", 0, "--jobs", 2, "--ema-decays", "0,0.9", "--out", out,
+                       "--mnist-iters", 0, "--jobs", 2, "--settings", "recommended,paper", "--out", out,
                        "--work", tmp_path / "work")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     page = (out / "quality.md").read_text()
-    assert f"| 8gaussians | {backend} | 4 | " in page and f"| 25gaussians | {backend} | 6 | " in page
-    assert f"| 8gaussians | {backend}, EMA 0.9 | 4 | " in page
-    assert "--toy-iters 8gaussians=4,25gaussians=6" in page and "--jobs 2" in page and "--ema-decays 0,0.9" in page
-    for name in ("8gaussians_curves.png", "25gaussians_curves.png", f"8gaussians_{backend}.png",
-                 f"8gaussians_{backend}_ema0.9.png"):
+    for name in ("recommended", "paper"):
+        assert f"| 8gaussians | {backend}, {name} | 4 | " in page and f"| 25gaussians | {backend}, {name} | 6 | " in page
+    assert "--toy-iters 8gaussians=4,25gaussians=6" in page and "--jobs 2" in page
+    assert "--settings recommended,paper" in page and "**paper**: Adam lr 1e-4" in page
+    for name in ("8gaussians_curves.png", "25gaussians_curves.png", f"8gaussians_{backend}_recommended.png",
+                 f"8gaussians_{backend}_paper.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     report = json.loads((out / "quality.json").read_text())
     assert report["toy_iters"] == {"8gaussians": 4, "25gaussians": 6} and report["failures"] == []
-    curve = report["toy"]["25gaussians"][0]["curve"]
+    rows = {r["backend"]: r for r in report["toy"]["25gaussians"]}
+    # what each row was trained with, where it differs from wganx train's defaults
+    assert rows[f"{backend}, paper"]["settings"] == {"lambda_": 0.1}
+    assert rows[f"{backend}, recommended"]["settings"] == {"lrg": 1e-3, "lrd": 1e-3, "lr_decay": "linear",
+                                                           "ema_decay": 0.99, "lambda_": 0.1}
+    curve = rows[f"{backend}, recommended"]["curve"]
     assert [p["iteration"] for p in curve] == [1, 2, 3, 4, 5, 6]  # an evaluation every max(1, 6 // 20)
     assert all(0 <= p["high_quality_share"] <= 1 and p["modes_covered"] <= 25 for p in curve)
 

@@ -111,7 +111,8 @@ def test_check_order_names_then_values_then_metrics_then_features_then_data(tmp_
     import importlib.util
 
     if importlib.util.find_spec("torch_fidelity") is None:  # an optional dependency, before any data
-        cases.append((["--eval-interval", "2"], "need torch-fidelity: pip install torch-fidelity"))
+        # SVHN has no domain classifier, so its metrics take Inception's features
+        cases.append((["--dataset", "svhn", "--eval-interval", "2"], "need torch-fidelity: pip install torch-fidelity"))
     for flags, message in cases:
         code, _, err = wganx(capsys, "train", "--data-dir", data, "--no-download", "--monitor-path", run, *flags)
         assert code == 2 and message in err, (flags, err)
@@ -124,7 +125,7 @@ def test_check_order_names_then_values_then_metrics_then_features_then_data(tmp_
 
 def test_a_toy_gets_the_papers_toy_settings_unless_given():
     config, recommended = from_user({"dataset": "8gaussians", "latent": 3})
-    assert recommended == {"arch": "mlp", "maps": 512, "lambda_": 0.1, "batch_size": 256}
+    assert recommended == {"arch": "mlp", "maps": 512, "lambda_": 0.1, "batch_size": 256, "lrg": 1e-3, "lrd": 1e-3, "lr_decay": "linear", "ema_decay": 0.99}
     assert (config.arch, config.maps, config.latent, config.lambda_, config.batch_size) == ("mlp", 512, 3, 0.1, 256)
     config, recommended = from_user({"dataset": "cifar10"})
     assert recommended == {} and config == TrainConfig()  # images: the CIFAR-10 recipe
@@ -147,7 +148,7 @@ def test_an_architecture_record_recommends_too_and_bad_keys_are_named():
     reg = Registry.from_plugins([Wide()])
     config, recommended = from_user({"dataset": "8gaussians", "arch": "wide-mlp"}, reg)
     assert (config.maps, config.n_critic, config.latent) == (512, 3, 2)  # the dataset's maps come first
-    assert recommended == {"maps": 512, "latent": 2, "lambda_": 0.1, "batch_size": 256, "n_critic": 3}
+    assert recommended == {"maps": 512, "latent": 2, "lambda_": 0.1, "batch_size": 256, "n_critic": 3, "lrg": 1e-3, "lrd": 1e-3, "lr_decay": "linear", "ema_decay": 0.99}
     with pytest.raises(WganxError, match="'broken' recommends an unknown setting 'no_such_setting'"):
         from_user({"dataset": "8gaussians", "arch": "broken"}, reg)
 
@@ -157,9 +158,10 @@ def test_recommended_defaults_are_printed_and_recorded(tmp_path, capsys):
     code, out, err = wganx(capsys, "train", "--dataset", "8gaussians", "--maps", "8", "-b", "16", "-i", "2",
                            "--save-interval", "2", "--no-progress", "--monitor-path", run)
     assert code == 0, err
-    assert "8gaussians / mlp recommend: arch mlp, latent 2, lambda 0.1 (a flag overrides each)" in err
+    assert ("8gaussians / mlp recommend: arch mlp, latent 2, lambda 0.1, lrg 0.001, lrd 0.001, lr-decay linear, "
+            "ema-decay 0.99 (a flag overrides each)") in err
     info = json.loads((run / "config.json").read_text())
-    assert info["recommended_by_plugins"] == {"arch": "mlp", "latent": 2, "lambda_": 0.1}
+    assert info["recommended_by_plugins"] == {"arch": "mlp", "latent": 2, "lambda_": 0.1, "lrg": 1e-3, "lrd": 1e-3, "lr_decay": "linear", "ema_decay": 0.99}
     assert info["config"]["maps"] == 8 and info["penalty_weight"] == 0.1
 
 

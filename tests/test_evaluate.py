@@ -116,8 +116,120 @@ def test_mnist_classifier_accuracy_and_cache(mnist_classifier, mnist_test, cache
 
 
 def test_no_classifier_for_other_datasets():
-    with pytest.raises(WganxError, match="no domain classifier for 'cifar10'"):
-        C.load_classifier("cifar10")
+    with pytest.raises(WganxError, match="no domain classifier for 'svhn'; there is one for: mnist, fashion-mnist, "
+                                         "cifar10, folder"):
+        C.load_classifier("svhn")
+
+
+# ------------------------------------------------------------------ colour classifier
+CIFAR_JPEG = DATA / "cifar10-jpg.tar.gz"
+needs_cifar = pytest.mark.skipif(not CIFAR_JPEG.is_file(), reason=f"the CIFAR-10 JPEG copy not found at {CIFAR_JPEG}")
+SMALL_COLOUR = C.Recipe(model="convnet", channels=(8, 16, 16), hidden=(32,), epochs=8, batch_size=64, lr=2e-3,
+                        flip=True)
+
+
+@pytest.fixture(scope="module")
+def cifar_folder(tmp_path_factory):
+    """Real CIFAR-10 images: the first 100 training and 30 test JPEGs of every class of the
+    shared copy, in its layout (``train/<class>/``, ``test/<class>/``)."""
+    import tarfile
+
+    if not CIFAR_JPEG.is_file():
+        pytest.skip(f"{CIFAR_JPEG} not found")
+    root = tmp_path_factory.mktemp("cifar-jpg")
+    counts: dict = {}
+    with tarfile.open(CIFAR_JPEG) as tar:
+        for member in tar:
+            parts = member.name.split("/")
+            if member.isfile() and len(parts) == 3:
+                key = (parts[0], parts[1])
+                if counts.get(key, 0) < (100 if parts[0] == "train" else 30):
+                    counts[key] = counts.get(key, 0) + 1
+                    (root / parts[0] / parts[1]).mkdir(parents=True, exist_ok=True)
+                    (root / parts[0] / parts[1] / parts[2]).write_bytes(tar.extractfile(member).read())
+    return root
+
+
+def test_convnet_gradients_match_central_differences():
+    from wganx_plugins.metrics import convnet
+
+    rng = np.random.default_rng(0)
+    params = {k: v.astype(np.float64) for k, v in convnet.init((2, 3, 2), 5, 4, rng).items()}
+    x, y = rng.standard_normal((2, 32, 32, 3)), np.array([1, 3])
+
+    def loss(p):
+        logits = convnet.forward(p, x)
+        z = logits - logits.max(1, keepdims=True)
+        return -(z - np.log(np.exp(z).sum(1, keepdims=True)))[np.arange(2), y].mean()
+
+    logits, cache = convnet.forward(params, x, keep=True)
+    d = np.exp(logits - logits.max(1, keepdims=True))
+    d /= d.sum(1, keepdims=True)
+    d[np.arange(2), y] -= 1
+    grads = convnet.backward(params, cache, d / 2)
+    for name, value in params.items():
+        for _ in range(3):
+            idx = tuple(rng.integers(0, n) for n in value.shape)
+            moved = [dict(params, **{name: value.copy()}) for _ in range(2)]
+            moved[0][name][idx] += 1e-6
+            moved[1][name][idx] -= 1e-6
+            numeric = (loss(moved[0]) - loss(moved[1])) / 2e-6
+            assert grads[name][idx] == pytest.approx(numeric, rel=1e-6, abs=1e-9), (name, idx)
+
+
+@needs_cifar
+def test_colour_classifier_of_a_labelled_folder_trains_once_and_measures_its_test_split(
+        cifar_folder, tmp_path, monkeypatch):
+    monkeypatch.setitem(C.RECIPES, "folder", SMALL_COLOUR)
+    clf = C.load_classifier("folder", cifar_folder, cache=tmp_path)
+    assert clf.model.name == "convnet" and clf.feature_dim == 32 and clf.meta["train_samples"] == 1000
+    assert clf.test_accuracy >= 0.2  # ten classes, 300 real test images: chance is 0.1 (measured 0.29-0.35)
+    (cached,) = tmp_path.glob("folder-*.safetensors")
+    again = C.load_classifier("folder", cifar_folder, cache=tmp_path)
+    assert all(np.array_equal(again.params[k], v) for k, v in clf.params.items())  # from the cache
+    probs = clf.predict_proba(np.zeros((3, 1, 28, 28), np.float32))  # grey and small: made RGB 32x32
+    assert probs.shape == (3, 10) and np.allclose(probs.sum(1), 1)
+    first = next((cifar_folder / "train" / "cat").iterdir())
+    os.utime(first, ns=(0, 0))  # the folder changed: another classifier
+    C.load_classifier("folder", cifar_folder, cache=tmp_path)
+    assert len(list(tmp_path.glob("folder-*.safetensors"))) == 2
+
+
+@needs_cifar
+def test_a_labelled_folder_is_measured_in_its_domain_an_unlabelled_one_in_inception(cifar_folder, tmp_path):
+    assert E.Evaluator(None, "folder", str(cifar_folder), num_samples=10).features == "domain"
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    for path in list((cifar_folder / "test" / "cat").iterdir())[:3]:
+        (loose / path.name).write_bytes(path.read_bytes())
+    assert E.Evaluator(None, "folder", str(loose), num_samples=10).features == "inception"
+    with pytest.raises(WganxError, match="needs labels.*one subfolder per class"):
+        C.load_classifier("folder", loose, cache=tmp_path)
+
+
+@needs_cifar
+def test_cifar10_classifier_from_the_official_batches(cifar_folder, tmp_path, monkeypatch):
+    """The same real images written as the official python batches (``data_batch_1..5``,
+    ``test_batch``): the ``cifar10`` dataset's classifier trains on them and measures the test batch."""
+    import pickle
+
+    from PIL import Image
+    from wganx_plugins import datasets as ds
+
+    batches = tmp_path / "cifar-10-batches-py"
+    batches.mkdir()
+    classes = ds.CLASS_NAMES["cifar10"]
+    for split, names in (("train", ds.FILES["cifar10"]["train"]), ("test", ds.FILES["cifar10"]["test"])):
+        files = [(p, classes.index(p.parent.name)) for c in classes for p in sorted((cifar_folder / split / c).iterdir())]
+        for i, name in enumerate(names):
+            part = files[i::len(names)]
+            data = np.stack([np.asarray(Image.open(p).convert("RGB")).transpose(2, 0, 1).reshape(-1) for p, _ in part])
+            (batches / name).write_bytes(pickle.dumps({b"data": data, b"labels": [label for _, label in part]}, protocol=2))
+            monkeypatch.setitem(ds.MD5["cifar10"], name, __import__("hashlib").md5((batches / name).read_bytes()).hexdigest())
+    monkeypatch.setitem(C.RECIPES, "cifar10", SMALL_COLOUR)
+    clf = C.load_classifier("cifar10", tmp_path, cache=tmp_path / "cache")
+    assert clf.meta["train_samples"] == 1000 and clf.test_accuracy >= 0.2
+    assert (tmp_path / "cache" / "cifar10.safetensors").is_file()
 
 
 # ------------------------------------------------------------------------ domain metrics
@@ -351,5 +463,5 @@ def test_a_third_party_dataset_and_metric_are_evaluated_through_the_registry(tmp
 def test_a_dataset_without_modes_or_classifier_says_which_have_them():
     with pytest.raises(WganxError, match=r"metric 'modes' needs a mixture with modes \(25gaussians, 8gaussians\)"):
         E.Evaluator(None, "swissroll", metrics="modes")
-    with pytest.raises(WganxError, match=r"no domain classifier for 'cifar10'.*fashion-mnist, mnist"):
-        E.Evaluator(None, "cifar10", features="domain")
+    with pytest.raises(WganxError, match=r"no domain classifier for 'svhn'.*cifar10, fashion-mnist, folder, mnist"):
+        E.Evaluator(None, "svhn", features="domain")

@@ -14,10 +14,11 @@ class coverage, modes, energy); this module only feeds them. Each metric plugin 
 
 Feature spaces (``--features``):
 
-* ``domain``: the numpy MNIST / Fashion-MNIST classifier of
-  :mod:`wganx_plugins.metrics.classifier` (trained once, cached). Reported as ``domain_*``:
-  "domain FID" etc. These numbers compare models on this data set; they are not the
-  Inception FIDs of papers.
+* ``domain``: the dataset's own classifier (``DatasetSpec.classifier``; the standard
+  plugins train one once, in numpy, and cache it: an MLP for MNIST and Fashion-MNIST, a small
+  convnet for CIFAR-10 and a labelled folder of images). Reported as ``domain_*``: "domain
+  FID" etc. These numbers compare models on this data set; they are not the Inception FIDs
+  of papers.
 * a registered feature space (``wganx_features`` plugins, :class:`wganx.records.FeatureSpec`):
   the standard plugins register ``inception``, Inception-v3 through torch-fidelity, reported
   as ``inception_*``; it needs torch-fidelity and the weights file.
@@ -146,8 +147,9 @@ class Evaluator:
         self.inception_weights, self.log = inception_weights, log
         if self.kind == "image":
             others = spaces[2:]
+            domain = spec.classifier is not None and (spec.classifier_for is None or spec.classifier_for(self.data_dir))
             if features == "auto":
-                features = "domain" if spec.classifier or not others else others[0]
+                features = "domain" if domain or not others else others[0]
             self.features = features
             if self.features == "domain" and spec.classifier is None:
                 with_one = [n for n in self.reg.names("dataset") if self.reg.get("dataset", n).classifier]

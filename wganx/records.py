@@ -208,6 +208,9 @@ class DatasetSpec:
             extractor with ``features(x)``, ``predict_proba(x)``, ``feature_dim`` and
             ``test_accuracy``; images are then measured in its features by default
             (``--features domain``) instead of Inception's.
+        classifier_for: ``classifier_for(data_dir) -> bool``: whether ``classifier`` serves
+            the data there (a folder of images only when its subfolders are classes);
+            default: always.
     """
 
     name: str
@@ -219,6 +222,7 @@ class DatasetSpec:
     metrics: Sequence[str] = ()
     modes: Optional[Callable[[], tuple]] = None
     classifier: Optional[Callable[..., Any]] = None
+    classifier_for: Optional[Callable[[Any], bool]] = None
 
 
 @dataclass(frozen=True)
