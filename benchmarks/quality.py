@@ -53,7 +53,7 @@ TOY_EVALUATIONS = 20  # points on each toy learning curve
 # dataset record's recommended defaults): ``paper`` is the WGAN-GP paper's Adam (lr 1e-4,
 # betas 0.5 and 0.9, constant) without a moving average.
 SETTINGS_TEXT = {
-    "recommended": "what `wganx train` chooses for the dataset (its record's recommended defaults)",
+    "recommended": "what `wganx train` chooses (the dataset's and the architecture's recommended defaults)",
     "recommended-no-ema": "the same without the generator's moving average",
     "paper": "Adam lr 1e-4 for both networks, constant, no moving average (the WGAN-GP paper's toy and "
              "MNIST settings)",

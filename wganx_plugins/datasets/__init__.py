@@ -372,13 +372,9 @@ _DESCRIPTIONS = {
 
 
 # The WGAN-GP paper's toy settings (appendix: 3x512 ReLU MLPs, z of size 2, lambda 0.1,
-# batch 256), with the optimisation that reached its targets in a short budget (measured:
-# docs/results/quality.md): Adam lr 1e-3 decaying linearly to 0 and a moving average of the
-# generator (decay 0.99); the paper's lr 1e-4 reaches a high-quality share of 0.81 on
-# 8gaussians in 5,000 iterations, these 0.96. Image datasets keep TrainConfig's defaults,
-# the NNabla example's CIFAR-10 recipe.
-TOY_DEFAULTS = {"arch": "mlp", "maps": 512, "latent": 2, "lambda_": 0.1, "batch_size": 256,
-                "lrg": 1e-3, "lrd": 1e-3, "lr_decay": "linear", "ema_decay": 0.99}
+# batch 256; the mlp architecture adds how it trains best); image datasets keep
+# TrainConfig's defaults, the NNabla example's CIFAR-10 recipe.
+TOY_DEFAULTS = {"arch": "mlp", "maps": 512, "latent": 2, "lambda_": 0.1, "batch_size": 256}
 
 
 MIXTURES = ("8gaussians", "25gaussians")  # toys with modes to count
