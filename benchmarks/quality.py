@@ -1,5 +1,5 @@
 """Sample-quality benchmark: the same WGAN-GP runs on every installed backend, measured by
-``wganx.evaluate``; writes ``docs/results/quality.md`` and sample images beside it.
+``wganx.evaluate``; writes ``docs/results/quality.md`` (``--page``) and sample images beside it.
 
 * 8gaussians and 25gaussians with the WGAN-GP paper's toy settings (``gan_toy.py``): MLP
   generator and critic of three 512-unit ReLU layers, latent 2, batch 256, Adam lr 1e-4 and
@@ -242,7 +242,8 @@ def main(argv=None) -> int:
     p.add_argument("--mnist-iters", type=int, default=1000, help="generator iterations on MNIST (default 1000; 0 skips)")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"), help="MNIST files")
     p.add_argument("--eval-samples", type=int, default=5000, help="MNIST samples evaluated (default 5000)")
-    p.add_argument("--out", default=str(ROOT / "docs" / "results"), help="where quality.md and images go")
+    p.add_argument("--out", default=str(ROOT / "docs" / "results"), help="where the page and images go")
+    p.add_argument("--page", default="quality", help="name of the page (NAME.md, NAME.json, NAME-*_curves.png)")
     p.add_argument("--work", help="folder for the training runs (default: a temporary one)")
     p.add_argument("--toy-maps", type=int, default=512, help="MLP width of the toy runs (the paper: 512)")
     p.add_argument("--jobs", type=int, default=1,
@@ -307,7 +308,7 @@ def main(argv=None) -> int:
     mnist_rows[1:] = sorted(mnist_rows[1:], key=lambda r: order[r["backend"]])
     for dataset, rows in toy_rows.items():
         if rows:
-            plot_curves(dataset, rows, out / f"{dataset}_curves.png")
+            plot_curves(dataset, rows, out / f"{args.page}-{dataset}_curves.png")
 
     total = time.perf_counter() - started
     lines = ["# Sample quality across backends", "",
@@ -318,7 +319,8 @@ def main(argv=None) -> int:
              f"python benchmarks/quality.py --backends {','.join(backends)} --toy-iters {args.toy_iters} "
              f"--toy-maps {args.toy_maps} --mnist-iters {args.mnist_iters} --eval-samples {args.eval_samples} "
              f"--settings {args.settings}" + (f" --ema-decays {args.ema_decays}" if args.ema_decays else "")
-             + f" --jobs {args.jobs} --seed {args.seed}", "```", "",
+             + f" --jobs {args.jobs} --seed {args.seed}" + (f" --page {args.page}" if args.page != "quality" else ""),
+             "```", "",
              "Settings: " + "; ".join(f"**{n}**: {SETTINGS_TEXT[n]}" for n in settings) + ".", ""]
     budgets = ", ".join(f"{toy_iters[d]:,} ({d})" for d in TOY_SETS)
     lines += ["## Toy mixtures (WGAN-GP paper settings)", "",
@@ -340,7 +342,7 @@ def main(argv=None) -> int:
             lines.append(f"| {dataset} | *spread (max - min)* | | {fmt(s['modes_covered'], True)} "
                          f"| {fmt(s['high_quality_share'])} | {fmt(s['energy_distance'])} | |")
     lines += ["", f"Learning curves ({TOY_EVALUATIONS} evaluations of 2,500 samples during each run):", ""]
-    lines += [f"![{d} learning curves]({d}_curves.png)" for d in TOY_SETS if toy_rows[d]]
+    lines += [f"![{d} learning curves]({args.page}-{d}_curves.png)" for d in TOY_SETS if toy_rows[d]]
     lines += [""] + [f"![{d} {r['backend']}]({d}_{r['file']}.png)" for d in TOY_SETS for r in toy_rows[d]] + [""]
     if mnist_rows:
         keys = ("domain_fid", "domain_kid_mean", "domain_classes_covered", "domain_is_mean", "domain_precision",
@@ -368,11 +370,11 @@ def main(argv=None) -> int:
         lines += [""] + [f"![MNIST {r['backend']}](mnist_{r['file']}.png)" for r in gen] + [""]
     if failures:
         lines += ["## Runs that failed", ""] + [f"- {f}" for f in failures] + [""]
-    (out / "quality.md").write_text("\n".join(lines))
-    (out / "quality.json").write_text(json.dumps({"toy": toy_rows, "mnist": mnist_rows, "failures": failures,
+    (out / f"{args.page}.md").write_text("\n".join(lines))
+    (out / f"{args.page}.json").write_text(json.dumps({"toy": toy_rows, "mnist": mnist_rows, "failures": failures,
                                                   "toy_iters": toy_iters, "jobs": args.jobs, "mnist_iters": args.mnist_iters,
                                                   "minutes": total / 60}, indent=2))
-    print(f"wrote {out / 'quality.md'} ({total / 60:.1f} min)")
+    print(f"wrote {out / (args.page + '.md')} ({total / 60:.1f} min)")
     return 1 if failures else 0
 
 

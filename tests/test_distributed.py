@@ -185,10 +185,11 @@ def test_torchrun_training_resumes_one_process_run_exactly(tmp_path, capsys):
     """``torchrun -m wganx train`` continues a one-process checkpoint on 2 ranks: its losses and
     weights equal an uninterrupted one-process run's, and only rank 0 wrote."""
     straight, split = tmp_path / "straight", tmp_path / "split"
-    assert cli_main(["train", *TOY, "-i", "4", "--monitor-path", straight]) == 0
-    assert cli_main(["train", *TOY, "-i", "2", "--monitor-path", split]) == 0
+    toy = [*TOY, "--lr-decay-iters", "4"]  # the mlp's learning-rate decay, over the whole run in both
+    assert cli_main(["train", *toy, "-i", "4", "--monitor-path", straight]) == 0
+    assert cli_main(["train", *toy, "-i", "2", "--monitor-path", split]) == 0
     capsys.readouterr()
-    code, out, err = finish(start([*TORCHRUN, "-m", "wganx", "train", *TOY, "-i", "4", "--resume",
+    code, out, err = finish(start([*TORCHRUN, "-m", "wganx", "train", *toy, "-i", "4", "--resume",
                                    "--monitor-path", split]))
     assert code == 0, err[-3000:]
     assert out.count("finished at iteration 4") == 1, out  # one summary: rank 0's

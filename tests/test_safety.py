@@ -28,7 +28,10 @@ from wganx.training import TrainingDiverged, Trainer, train
 
 from test_train import NaNAfter
 
+# Every setting the dataset and the architecture recommend is given, so that stderr holds
+# nothing but what a test provokes.
 TOY = ["--dataset", "8gaussians", "--arch", "mlp", "--maps", "8", "--latent", "2", "-b", "16", "--lambda", "0.1",
+       "--lrg", "1e-4", "--lrd", "1e-4", "--lr-decay", "constant", "--ema-decay", "0",
        "--log-interval", "1", "--num-samples", "16", "--no-progress"]
 
 
