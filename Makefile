@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml backends/torch/pyproject.toml backends/tensor
 
 install: $(VENV)/.installed
 
-# The main job: WGAN-GP on the paper's 8-Gaussians toy set (about 4 minutes on 2 CPU cores);
+# The main job: WGAN-GP on the paper's 8-Gaussians toy set (about 3 minutes on 2 CPU cores);
 # each run replaces the previous quickstart (--overwrite).
 train: install
 	$(WGANX) train --dataset 8gaussians --arch mlp --maps 128 --latent 2 -b 256 --lambda 0.1 \
