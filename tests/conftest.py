@@ -29,6 +29,31 @@ def backend_name(request):
     return request.param
 
 
+CIFAR_JPEG = SHARED_DATA / "cifar10-jpg.tar.gz"
+
+
+def extract_cifar_jpegs(root: Path, counts: dict, classes: int = 10) -> Path:
+    """The first ``counts[split]`` real JPEGs of each of the first ``classes`` classes of the
+    shared CIFAR-10 copy, in its layout ``root/<split>/<class>/NNNN.jpg``; the calling test is
+    skipped where the copy is absent."""
+    import tarfile
+
+    if not CIFAR_JPEG.is_file():
+        pytest.skip(f"{CIFAR_JPEG} not found")
+    taken: dict = {}
+    with tarfile.open(CIFAR_JPEG) as tar:
+        for member in tar:
+            parts = member.name.split("/")
+            if not member.isfile() or len(parts) != 3 or parts[0] not in counts:
+                continue
+            names = taken.setdefault((parts[0], parts[1]), [])
+            if len({c for s, c in taken if s == parts[0]}) <= classes and len(names) < counts[parts[0]]:
+                names.append(parts[2])
+                (root / parts[0] / parts[1]).mkdir(parents=True, exist_ok=True)
+                (root / parts[0] / parts[1] / parts[2]).write_bytes(tar.extractfile(member).read())
+    return root
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     if not SHARED_DATA.is_dir():

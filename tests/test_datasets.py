@@ -25,6 +25,8 @@ from wganx.errors import WganxError
 from wganx_plugins import datasets as ds
 from wganx_plugins.datasets import _download, toy
 
+from conftest import extract_cifar_jpegs
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(not (SHARED / "mnist").is_dir(),
                                   reason=f"real datasets not found at {SHARED}")
@@ -450,24 +452,8 @@ def test_svhn_mat_layout_and_label_ten_is_zero(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def cifar_jpegs(tmp_path_factory):
     """The first 20 training JPEGs of the first three classes of the shared CIFAR-10 copy."""
-    archive = SHARED / "cifar10-jpg.tar.gz"
-    if not archive.is_file():
-        pytest.skip(f"{archive} not found")
-    root = tmp_path_factory.mktemp("cifar-jpg")
-    per_class: dict = {}
-    with tarfile.open(archive) as tar:
-        for member in tar:
-            parts = member.name.split("/")
-            if not member.isfile() or len(parts) != 3 or parts[0] != "train":
-                continue
-            if parts[1] not in per_class and len(per_class) == 3:
-                break
-            names = per_class.setdefault(parts[1], [])
-            if len(names) < 20:
-                names.append(parts[2])
-                (root / parts[1]).mkdir(exist_ok=True)
-                (root / parts[1] / parts[2]).write_bytes(tar.extractfile(member).read())
-    assert len(per_class) == 3
+    root = extract_cifar_jpegs(tmp_path_factory.mktemp("cifar-jpg"), {"train": 20}, classes=3) / "train"
+    assert len(list(root.iterdir())) == 3
     return root
 
 

@@ -20,6 +20,8 @@ from wganx_plugins.datasets import toy
 from wganx_plugins.metrics import classifier as C
 from wganx_plugins.metrics import inception as I
 
+from conftest import CIFAR_JPEG, extract_cifar_jpegs
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 MNIST = DATA / "mnist"
@@ -122,7 +124,6 @@ def test_no_classifier_for_other_datasets():
 
 
 # ------------------------------------------------------------------ colour classifier
-CIFAR_JPEG = DATA / "cifar10-jpg.tar.gz"
 needs_cifar = pytest.mark.skipif(not CIFAR_JPEG.is_file(), reason=f"the CIFAR-10 JPEG copy not found at {CIFAR_JPEG}")
 SMALL_COLOUR = C.Recipe(model="convnet", channels=(8, 16, 16), hidden=(32,), epochs=8, batch_size=64, lr=2e-3,
                         flip=True)
@@ -130,24 +131,8 @@ SMALL_COLOUR = C.Recipe(model="convnet", channels=(8, 16, 16), hidden=(32,), epo
 
 @pytest.fixture(scope="module")
 def cifar_folder(tmp_path_factory):
-    """Real CIFAR-10 images: the first 100 training and 30 test JPEGs of every class of the
-    shared copy, in its layout (``train/<class>/``, ``test/<class>/``)."""
-    import tarfile
-
-    if not CIFAR_JPEG.is_file():
-        pytest.skip(f"{CIFAR_JPEG} not found")
-    root = tmp_path_factory.mktemp("cifar-jpg")
-    counts: dict = {}
-    with tarfile.open(CIFAR_JPEG) as tar:
-        for member in tar:
-            parts = member.name.split("/")
-            if member.isfile() and len(parts) == 3:
-                key = (parts[0], parts[1])
-                if counts.get(key, 0) < (100 if parts[0] == "train" else 30):
-                    counts[key] = counts.get(key, 0) + 1
-                    (root / parts[0] / parts[1]).mkdir(parents=True, exist_ok=True)
-                    (root / parts[0] / parts[1] / parts[2]).write_bytes(tar.extractfile(member).read())
-    return root
+    """Real CIFAR-10 images: the first 100 training and 30 test JPEGs of every class."""
+    return extract_cifar_jpegs(tmp_path_factory.mktemp("cifar-jpg"), {"train": 100, "test": 30})
 
 
 def test_convnet_gradients_match_central_differences():
