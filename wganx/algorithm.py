@@ -24,7 +24,7 @@ alternation around them is here and only here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Mapping, Tuple
+from typing import Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -199,6 +199,24 @@ def ema_decay_at(program: Program, step: int) -> float:
     the averaged network either, and the copy is the newest estimate.
     """
     return program.ema_decay if step > program.ema_start else 0.0
+
+
+def param_specs(program: Program, net: Optional[str] = None) -> Iterator[Tuple[str, object]]:
+    """``(canonical name, ParamSpec)`` of every parameter and running statistic of ``net`` (or
+    both networks, the generator's first), each network's in sorted order: the names of
+    session states and checkpoints."""
+    for n in (net,) if net else NETWORKS:
+        for name, spec in sorted(program.network(n).params.items()):
+            yield f"{n}/{name}", spec
+
+
+def state_shapes(program: Program) -> Dict[str, tuple]:
+    """Every parameter, running statistic and moving average a session (and a checkpoint) of
+    ``program`` holds, by name, with its canonical shape."""
+    shapes = {name: tuple(spec.shape) for name, spec in param_specs(program)}
+    if program.ema_decay:
+        shapes.update({ema_name(k): v for k, v in shapes.items() if k.startswith("generator/")})
+    return shapes
 
 
 def split_params(params: Mapping) -> tuple:

@@ -149,13 +149,3 @@ def build_program(config: TrainConfig, sample_shape: tuple, data_kind: str, num_
                         batch_size=config.batch_size, allow_critic_batch_norm=config.allow_critic_batch_norm,
                         ema_decay=config.ema_decay, ema_start=config.ema_start, lr_decay=config.lr_decay,
                         decay_iters=config.lr_decay_iters or config.max_iter, reg=reg)
-
-
-def expected_shapes(program) -> Dict[str, tuple]:
-    """Every parameter a checkpoint of ``program`` holds, by name, with its moving average's."""
-    shapes = {f"{net}/{k}": spec.shape for net, network in
-              (("generator", program.arch.generator), ("critic", program.arch.critic))
-              for k, spec in network.params.items()}
-    if program.ema_decay:
-        shapes.update({ema_name(k): v for k, v in shapes.items() if k.startswith("generator/")})
-    return shapes

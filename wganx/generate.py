@@ -8,7 +8,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import checkpoint, monitor
-from .build import build_program, expected_shapes, load_backend
+from .algorithm import state_shapes
+from .build import build_program, load_backend
 from .config import TrainConfig
 from .errors import WganxError
 from .plugins import registry as default_registry
@@ -26,7 +27,7 @@ def load_session(path, backend: Optional[str] = None, context: str = "cpu", devi
                      device_id=device_id, type_config="float", batch_size=batch_size or config.batch_size,
                      allow_critic_batch_norm=True)
     program = build_program(config, tuple(meta["sample_shape"]), meta["data_kind"], meta["num_classes"], reg)
-    checkpoint.check_compatible(arrays, expected_shapes(program), path)
+    checkpoint.check_compatible(arrays, state_shapes(program), path)
     session = load_backend(config.backend, context, device_id, "float", reg, threads).compile(program)
     session.set_state(arrays)
     return session, program, meta

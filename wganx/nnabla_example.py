@@ -80,7 +80,8 @@ def _program(config: TrainConfig):
 def import_h5(path, *, maps: int, up: str, latent: int) -> Tuple[Dict[str, np.ndarray], dict]:
     """``(arrays, meta)`` of a wganx checkpoint made from the example's ``params_N.h5``,
     whose model was trained with ``--maps``, ``--up`` and ``--latent``."""
-    from .build import expected_shapes, initial_arrays
+    from .algorithm import state_shapes
+    from .build import initial_arrays
 
     h5py, path = _h5py(), Path(path)
     config = _config(maps, up, latent)
@@ -94,7 +95,7 @@ def import_h5(path, *, maps: int, up: str, latent: int) -> Tuple[Dict[str, np.nd
         raise WganxError(f"{path} is not a readable HDF5 file ({exc})") from None
     arrays = initial_arrays(program, np.random.default_rng(0))  # fresh optimizer state
     missing, misfit = [], []
-    for name, shape in expected_shapes(program).items():
+    for name, shape in state_shapes(program).items():
         source = example_name(name, up)
         if source not in stored:
             missing.append(source)
@@ -122,7 +123,7 @@ def import_h5(path, *, maps: int, up: str, latent: int) -> Tuple[Dict[str, np.nd
 def export_h5(arrays: Dict[str, np.ndarray], meta: dict, path) -> Path:
     """Write a wganx ``nnabla-cifar`` checkpoint as the example's ``params_N.h5`` (what
     ``nn.load_parameters`` and the example's ``generate.py`` read), atomically."""
-    from .build import expected_shapes
+    from .algorithm import NETWORKS
 
     h5py = _h5py()
     cfg = meta["config"]
@@ -131,7 +132,9 @@ def export_h5(arrays: Dict[str, np.ndarray], meta: dict, path) -> Path:
         raise WganxError("only an unconditional nnabla-cifar checkpoint of 3x32x32 images is the NNabla example's "
                          f"model; this one is {cfg.get('arch')!r} at {meta.get('sample_shape')}")
     config = _config(int(cfg["maps"]), cfg["up"], int(cfg["latent"]))
-    names = list(expected_shapes(_program(config)))  # generator, then critic: the example's ``index`` order
+    program = _program(config)
+    # generator, then critic, each in the order its layers are made: the example's ``index`` order
+    names = [f"{net}/{name}" for net in NETWORKS for name in program.network(net).params]
 
     def write(tmp):
         with h5py.File(tmp, "w") as f:

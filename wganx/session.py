@@ -15,7 +15,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .algorithm import NETWORKS, Program, ema_name
+from .algorithm import NETWORKS, Program, ema_name, param_specs, state_shapes
 from .distributed import replica_slice
 from .errors import WganxError
 from .optim import parse_state_name, state_name
@@ -86,22 +86,19 @@ class Session(abc.ABC):
         for cfg in self.optim.values():
             if cfg.kind not in OPTIMIZERS:
                 raise WganxError(f"unknown optimizer {cfg.kind!r}; choose one of: {', '.join(OPTIMIZERS)}")
-        self.shapes = {name: tuple(spec.shape) for name, spec in self.param_specs()}
+        #: every tensor of the state but the optimizer's, by name, in the canonical shape
+        self.shapes = state_shapes(program)
         #: trainable parameters by network, canonical names in a fixed order
         self.trainable: Dict[str, List[str]] = {
             net: [name for name, spec in self.param_specs(net) if spec.trainable] for net in NETWORKS}
         #: ``(average, parameter)`` names of the generator's moving average
         self.ema_pairs = [(ema_name(name), name) for name, _ in self.param_specs("generator")] \
             if program.ema_decay else []
-        self.shapes.update({e: self.shapes[p] for e, p in self.ema_pairs})
         self.loss_scale = LossScale() if self.half else None
 
     def param_specs(self, net: Optional[str] = None) -> Iterator[Tuple[str, object]]:
-        """``(canonical name, ParamSpec)`` of every parameter and running statistic, the
-        generator's first, each network's in sorted order."""
-        for n in (net,) if net else NETWORKS:
-            for name, spec in sorted(self.program.network(n).params.items()):
-                yield f"{n}/{name}", spec
+        """:func:`wganx.algorithm.param_specs` of this session's program."""
+        return param_specs(self.program, net)
 
     # -- state --------------------------------------------------------------------------------
     def set_state(self, arrays: Mapping[str, np.ndarray]) -> None:

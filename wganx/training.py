@@ -19,9 +19,8 @@ from typing import Dict, Optional
 import numpy as np
 
 from . import __version__, checkpoint, monitor
-from .algorithm import EMA_PREFIX, critic_steps, generator_iteration
-from .build import (build_program, check_critic_norm, expected_shapes, initial_arrays, load_backend, load_dataset,
-                    with_ema)
+from .algorithm import EMA_PREFIX, critic_steps, generator_iteration, state_shapes
+from .build import build_program, check_critic_norm, initial_arrays, load_backend, load_dataset, with_ema
 from .config import TrainConfig, flag_name
 from .data import Prefetcher
 from .distributed import ReplicaLost, check_launch, local_batch, process_index
@@ -186,7 +185,7 @@ class Trainer:
         if self.program.ema_decay and not any(k.startswith(EMA_PREFIX) for k in arrays):
             notice(f"{path} has no moving average of the generator; it starts from the checkpoint's weights")
             arrays = with_ema(self.program, arrays)
-        checkpoint.check_compatible(arrays, expected_shapes(self.program), path)
+        checkpoint.check_compatible(arrays, state_shapes(self.program), path)
         self.session.set_state(arrays)
         self.iteration = int(meta["iteration"])
         self.batches_read = int(meta["batches_read"])
