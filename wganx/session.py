@@ -71,10 +71,10 @@ def with_labels(inputs: dict, labels) -> dict:
 class Session(abc.ABC):
     """A compiled program holding the backend's parameters and optimizer state.
 
-    A subclass creates one tensor per name of :meth:`param_specs` (running statistics
-    included) and, with a moving average, per name of :attr:`ema_names`, then implements the
-    abstract methods below: the steps, and reading and writing its own tensors in the
-    canonical numpy layout (NCHW, OIHW).
+    A subclass calls ``super().__init__(backend, program)``, creates one tensor per name of
+    :meth:`param_specs` (running statistics included) and, with a moving average, per
+    average of :attr:`ema_pairs`, then implements the abstract methods below: the steps, and
+    reading and writing its own tensors in the canonical numpy layout (NCHW, OIHW).
     """
 
     def __init__(self, backend, program: Program):
@@ -107,7 +107,7 @@ class Session(abc.ABC):
         (``ema/generator/...``, :func:`wganx.algorithm.ema_name`) and the loss scale; names
         not given keep their values, names the session does not hold are ignored, a wrong
         shape is an error naming the array."""
-        optimizer = {}
+        optimizer = {}  # net -> [steps, {parameter: {slot: value}}], written once per network
         for name, value in arrays.items():
             if name in self.shapes:
                 self._write_param(name, self._checked(name, value, self.shapes[name]))
@@ -116,7 +116,7 @@ class Session(abc.ABC):
                     self.loss_scale.load(name, value)
             elif (key := parse_state_name(name)) is not None:
                 net, pname, slot = key
-                steps, slots = optimizer.setdefault(net, [None, {}])
+                slots = optimizer.setdefault(net, [None, {}])[1]
                 if pname is None:
                     optimizer[net][0] = int(np.asarray(value))
                     continue
