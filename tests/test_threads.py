@@ -59,5 +59,3 @@ def test_a_trainer_applies_its_config(tmp_path, restore_threads):
         pytest.skip("backend torch is not available")
     Trainer(toy_config(tmp_path / "run", backend="torch", threads=1)).close()
     assert restore_threads.get_num_threads() == 1
-
-

@@ -10,6 +10,7 @@ from .layout import TO_NCHW, TO_NHWC, nhwc_axis, is_image
 from .replicas import all_reduce, assign, in_replica
 from .runtime import tf
 
+
 def _moments(x, axes, keepdims=False):
     """Mean and biased variance. Not ``tf.nn.moments``: it stops the gradient through the
     mean inside the variance, harmless for first derivatives but wrong for the second ones

@@ -18,6 +18,7 @@ from .optim import apply_update
 from .replicas import all_reduce, assign, in_replica
 from .runtime import tf
 
+
 class TensorFlowSession(Session):
     def __init__(self, backend, program):
         super().__init__(backend, program)
