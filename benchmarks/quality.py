@@ -8,8 +8,11 @@
   end and along the run (learning curves).
 * MNIST (real data): the ``mlp`` architecture at 28x28 with the WGAN-GP defaults
   (lambda 10, batch 64); domain FID/KID, class coverage, classifier IS and precision/recall
-  in the numpy classifier's feature space against the test split, plus a sample grid. A
-  "real train images" row gives the floor of each metric.
+  in the numpy classifier's feature space against the test split, plus a sample grid and
+  learning curves (domain FID and classes covered along the run). A "real train images" row
+  gives the floor of each metric.
+
+Runs that finished in ``--work`` with the same settings are evaluated again, not retrained.
 
 Run from the repository root::
 
@@ -27,6 +30,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -47,6 +51,10 @@ def available_backends():
 
 
 TOY_EVALUATIONS = 20  # points on each toy learning curve
+MNIST_EVALUATIONS = 10  # and on each MNIST one
+# What each dataset's learning curves show: (metrics.csv column, title) for each panel.
+CURVES = {"toy": (("modes_covered", "modes covered"), ("high_quality_share", "high-quality share")),
+          "mnist": (("domain_fid", "domain FID"), ("domain_classes_covered", "classes covered"))}
 
 
 # The settings a row is trained with, over what ``wganx train --dataset D`` chooses (the
@@ -85,28 +93,58 @@ def toy_config(backend, dataset, iters, folder, seed, maps=512, settings="recomm
     return configure(dict(backend=backend, dataset=dataset, maps=maps, max_iter=iters, monitor_path=str(folder),
                           save_interval=iters, log_interval=max(1, iters // 10),
                           eval_interval=max(1, iters // TOY_EVALUATIONS), eval_metrics="modes", eval_samples=2500,
-                          num_samples=64, progress=False, seed=seed, threads=0), settings, ema_decay)
+                          num_samples=64, progress=False, seed=seed, threads=0, overwrite=True), settings, ema_decay)
 
 
-def mnist_config(backend, data_dir, iters, folder, seed, settings="recommended", ema_decay=None):
+def mnist_config(backend, data_dir, iters, folder, seed, settings="recommended", ema_decay=None, eval_samples=2000):
     return configure(dict(backend=backend, dataset="mnist", data_dir=str(data_dir), download=False, arch="mlp",
                           maps=512, latent=128, image_size=28, batch_size=64, n_critic=5, max_iter=iters,
                           monitor_path=str(folder), save_interval=iters, log_interval=max(1, iters // 10),
-                          num_samples=100, progress=False, seed=seed, threads=0), settings, ema_decay)
+                          eval_interval=max(1, iters // MNIST_EVALUATIONS), eval_metrics="fid,class-coverage",
+                          eval_samples=eval_samples, num_samples=100, progress=False, seed=seed, threads=0, overwrite=True), settings, ema_decay)
+
+
+NOT_SETTINGS = ("overwrite", "progress", "threads", "resume")  # how a run was started, not what it trained
+
+
+def finished_run(config):
+    """``(checkpoint, train seconds)`` of the run ``config`` already finished in its folder (a
+    rerun of an interrupted benchmark keeps it), or None."""
+    from wganx.checkpoint import name_for
+    from wganx.monitor import read_loss_rows
+
+    folder = Path(config.monitor_path)
+    final = folder / name_for(config.max_iter)
+    if not (final.is_file() and (folder / "config.json").is_file() and (folder / "losses.csv").is_file()):
+        return None
+    before = json.loads((folder / "config.json").read_text())["config"]
+    if {k: v for k, v in before.items() if k not in NOT_SETTINGS} != \
+            {k: v for k, v in config.as_dict().items() if k not in NOT_SETTINGS}:
+        return None
+    rows, _ = read_loss_rows(folder / "losses.csv")
+    return (final, rows[-1]["elapsed_s"]) if rows and rows[-1]["iteration"] == config.max_iter else None
 
 
 def run_one(config, evaluator, n, seed):
-    """Train, then evaluate ``n`` samples of the final checkpoint; returns (values, seconds, generate_fn)."""
+    """Train, then evaluate ``n`` samples of the final checkpoint; returns (values, train seconds
+    as the trainer's ``losses.csv`` has them, generate_fn).
+
+    A run folder that holds this very run, finished, is evaluated again without training; one
+    that holds anything else is replaced: the folders are the benchmark's own, named by the job."""
     from wganx.generate import session_generator
     from wganx.generate import load_session
     from wganx.training import train
 
-    start = time.perf_counter()
-    result = train(config)
-    seconds = time.perf_counter() - start
-    if result["status"] != "finished":  # Ctrl-C / SIGTERM: the trainer saved and returned; stop here
-        raise KeyboardInterrupt
-    session, program, _ = load_session(result["checkpoint"], config.backend)
+    done = finished_run(config)
+    if done is None:
+        result = train(config)
+        if result["status"] != "finished":  # Ctrl-C / SIGTERM: the trainer saved and returned; stop here
+            raise KeyboardInterrupt
+        done = finished_run(config)
+    else:
+        print(f"  {config.monitor_path}: finished earlier, evaluated again", flush=True)
+    checkpoint, seconds = done
+    session, program, _ = load_session(checkpoint, config.backend)
     generate = session_generator(session, program, seed=seed + 1000)
     return evaluator.evaluate(generate(n)), seconds, generate
 
@@ -114,7 +152,7 @@ def run_one(config, evaluator, n, seed):
 def run_job(job) -> dict:
     """One training run and its evaluation, in a worker process: the row for the table."""
     from wganx import monitor
-    from wganx.evaluate import Evaluator, read_metrics_csv
+    from wganx.evaluate import Evaluator
 
     folder, out, seed, decay = Path(job["folder"]), Path(job["out"]), job["seed"], job["ema_decay"]
     label = run_label(job)
@@ -126,16 +164,24 @@ def run_job(job) -> dict:
         plots = sorted((folder / "samples").glob("fixed_*.png"))
         if plots:
             shutil.copy(plots[-1], out / f"{job['dataset']}_{file_label(job)}.png")
-        curve = [{k: r[k] for k in ("iteration", "modes_covered", "high_quality_share")}
-                 for r in read_metrics_csv(folder / "metrics.csv")]
         return {"backend": label, "file": file_label(job), "seconds": seconds, "settings": shown, **values,
-                "curve": curve}
+                "curve": read_curve(folder, "toy")}
     ev = Evaluator(None, "mnist", job["data_dir"], None, job["eval_samples"], seed=seed,
                    metric_options={"kid": {"num_subsets": 20}}, log=None)
-    config, shown = mnist_config(job["backend"], job["data_dir"], job["iters"], folder, seed, job["settings"], decay)
+    config, shown = mnist_config(job["backend"], job["data_dir"], job["iters"], folder, seed, job["settings"], decay,
+                                 job["eval_samples"])
     values, seconds, generate = run_one(config, ev, job["eval_samples"], seed)
     monitor.save_png(monitor.tile(generate(100)), out / f"mnist_{file_label(job)}.png", scale=2)
-    return {"backend": label, "file": file_label(job), "seconds": seconds, "settings": shown, **values}
+    return {"backend": label, "file": file_label(job), "seconds": seconds, "settings": shown, **values,
+            "curve": read_curve(folder, "mnist")}
+
+
+def read_curve(folder: Path, kind: str):
+    """The run's ``--eval-interval`` metrics along training, as the curve plots need them."""
+    from wganx.evaluate import read_metrics_csv
+
+    keys = ("iteration",) + tuple(k for k, _ in CURVES[kind])
+    return [{k: r[k] for k in keys} for r in read_metrics_csv(folder / "metrics.csv")]
 
 
 def run_label(job) -> str:
@@ -168,14 +214,22 @@ def run_jobs(jobs, parallel):
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     threads = max(1, (os.cpu_count() or 1) // parallel)
-    with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=(threads,)) as pool:
+    pool = ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(threads,))
+    try:
         futures = {pool.submit(run_job, job): job for job in jobs}
         for future in as_completed(futures):
             try:
                 yield futures[future], future.result()
             except Exception as exc:  # noqa: BLE001
                 yield futures[future], exc
+    except BaseException:  # Ctrl-C, SIGTERM: no worker is left training alone, nor takes the next run
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in multiprocessing.active_children():
+            worker.kill()  # a run cut short is replaced when the benchmark runs again
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def estimated_cost(job) -> float:
@@ -215,16 +269,17 @@ def spread_row(rows, keys):
 
 
 def plot_curves(dataset, rows, path):
-    """Modes covered and high-quality share against the generator iteration, a line per backend."""
+    """The dataset's metrics (``CURVES``) against the generator iteration, a line per row."""
     from wganx.monitor import _pyplot
 
+    panels = CURVES["toy" if dataset in TOY_SETS else "mnist"]
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
     for r in rows:
         its = [p["iteration"] for p in r["curve"]]
-        axes[0].plot(its, [p["modes_covered"] for p in r["curve"]], marker="o", ms=3, label=r["backend"])
-        axes[1].plot(its, [p["high_quality_share"] for p in r["curve"]], marker="o", ms=3, label=r["backend"])
-    for ax, title in zip(axes, ("modes covered", "high-quality share")):
+        for ax, (key, _) in zip(axes, panels):
+            ax.plot(its, [p[key] for p in r["curve"]], marker="o", ms=3, label=r["backend"])
+    for ax, (_, title) in zip(axes, panels):
         ax.set_title(f"{dataset}: {title}", fontsize=9)
         ax.set_xlabel("generator iteration", fontsize=8)
         ax.grid(alpha=0.3)
@@ -255,6 +310,7 @@ def main(argv=None) -> int:
                    help="comma-separated --ema-decay values over each setting's own, a run each (default: none)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the workers too, like Ctrl-C
     decays = [float(d) for d in args.ema_decays.split(",")] if args.ema_decays else [None]
     settings = args.settings.split(",")
     for name in settings:
@@ -306,6 +362,8 @@ def main(argv=None) -> int:
     for rows in toy_rows.values():
         rows.sort(key=lambda r: order[r["backend"]])
     mnist_rows[1:] = sorted(mnist_rows[1:], key=lambda r: order[r["backend"]])
+    if len(mnist_rows) > 1:
+        plot_curves("mnist", mnist_rows[1:], out / f"{args.page}-mnist_curves.png")
     for dataset, rows in toy_rows.items():
         if rows:
             plot_curves(dataset, rows, out / f"{args.page}-{dataset}_curves.png")
@@ -367,7 +425,9 @@ def main(argv=None) -> int:
             lines.append(f"| *spread (max - min)* | {fmt(s['domain_fid'])} | {fmt(s['domain_kid_mean'])} | "
                          f"{fmt(s['domain_classes_covered'], True)} | {fmt(s['domain_is_mean'])} | "
                          f"{fmt(s['domain_precision'])} | {fmt(s['domain_recall'])} | |")
-        lines += [""] + [f"![MNIST {r['backend']}](mnist_{r['file']}.png)" for r in gen] + [""]
+        lines += ["", f"Learning curves ({MNIST_EVALUATIONS} evaluations of {args.eval_samples} samples during each "
+                      "run):", "", f"![MNIST learning curves]({args.page}-mnist_curves.png)", ""]
+        lines += [f"![MNIST {r['backend']}](mnist_{r['file']}.png)" for r in gen] + [""]
     if failures:
         lines += ["## Runs that failed", ""] + [f"- {f}" for f in failures] + [""]
     (out / f"{args.page}.md").write_text("\n".join(lines))
@@ -379,4 +439,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("quality.py: interrupted; rerun with the same --work to keep the runs that finished", file=sys.stderr)
+        sys.exit(130)

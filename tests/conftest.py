@@ -54,6 +54,33 @@ def extract_cifar_jpegs(root: Path, counts: dict, classes: int = 10) -> Path:
     return root
 
 
+MNIST = SHARED_DATA / "mnist"
+needs_mnist = pytest.mark.skipif(not (MNIST / "t10k-images-idx3-ubyte.gz").is_file(),
+                                 reason=f"real MNIST not found in {MNIST}")
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    """A classifier cache for the session; evaluate (and a subprocess started while it is
+    set) finds it through $WGANX_CACHE_DIR."""
+    root = tmp_path_factory.mktemp("wganx-cache")
+    old = os.environ.get("WGANX_CACHE_DIR")
+    os.environ["WGANX_CACHE_DIR"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("WGANX_CACHE_DIR", None)
+    else:
+        os.environ["WGANX_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def mnist_classifier(cache):
+    """The MNIST domain classifier, trained once per test session."""
+    from wganx_plugins.metrics import classifier
+
+    return classifier.load_classifier("mnist", MNIST)
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     if not SHARED_DATA.is_dir():

@@ -1,11 +1,15 @@
 """The scripts in benchmarks/ end to end at toy sizes: quality.py's page, curves and JSON, and the step probe."""
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
-from conftest import REPO, available_backends
+from conftest import MNIST, REPO, available_backends, needs_mnist
 
 SCRIPT = REPO / "benchmarks" / "quality.py"
 
@@ -41,6 +45,80 @@ def test_toy_benchmark_writes_table_curves_and_json(tmp_path):
     curve = rows[f"{backend}, recommended"]["curve"]
     assert [p["iteration"] for p in curve] == [1, 2, 3, 4, 5, 6]  # an evaluation every max(1, 6 // 20)
     assert all(0 <= p["high_quality_share"] <= 1 and p["modes_covered"] <= 25 for p in curve)
+
+
+@needs_mnist
+@pytest.mark.skipif(not available_backends(), reason="no backend installed")
+def test_mnist_rows_have_curves_and_a_rerun_keeps_finished_runs(tmp_path, mnist_classifier):
+    """MNIST rows with and without the moving average, each with its learning curve; run again
+    over the same --work, the finished runs are evaluated again, not retrained."""
+    backend = available_backends()[0]
+    out = tmp_path / "out"
+    args = ("--backends", backend, "--toy-iters", 0, "--mnist-iters", 3, "--eval-samples", 200, "--data-dir", MNIST,
+            "--settings", "recommended,recommended-no-ema", "--out", out, "--work", tmp_path / "work")
+    first = run_quality(*args)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert "finished earlier" not in first.stdout
+    page = (out / "quality.md").read_text()
+    assert "![MNIST learning curves](quality-mnist_curves.png)" in page
+    assert (out / "quality-mnist_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = {r["backend"]: r for r in json.loads((out / "quality.json").read_text())["mnist"]}
+    for name in ("recommended", "recommended-no-ema"):
+        curve = rows[f"{backend}, {name}"]["curve"]
+        assert [p["iteration"] for p in curve] == [1, 2, 3]  # an evaluation every max(1, 3 // 10)
+        assert all(p["domain_fid"] > 0 and 0 <= p["domain_classes_covered"] <= 10 for p in curve)
+    again = run_quality(*args)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert again.stdout.count("finished earlier, evaluated again") == 2
+    rerun = {r["backend"]: r for r in json.loads((out / "quality.json").read_text())["mnist"]}
+    for label, row in rows.items():  # the same checkpoint and seeds: the same figures and train time
+        assert rerun[label]["domain_fid"] == pytest.approx(row["domain_fid"], rel=1e-9)
+        assert rerun[label].get("curve") == row.get("curve") and rerun[label]["seconds"] == row["seconds"]
+
+
+def children(pid: int) -> set:
+    """The processes ``pid`` started (Linux /proc)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+@pytest.mark.skipif(not available_backends(), reason="no backend installed")
+def test_sigterm_stops_the_worker_processes_too(tmp_path):
+    # four runs on two workers: two wait in the pool's queue and must not start either
+    args = ("--backends", available_backends()[0], "--toy-iters", 1_000_000, "--toy-maps", 8, "--mnist-iters", 0,
+            "--settings", "recommended,paper", "--jobs", 2, "--out", tmp_path / "out", "--work", tmp_path / "work")
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), *map(str, args)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    workers = set()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list((tmp_path / "work").glob("*/losses.csv")):
+            workers |= children(proc.pid)
+            time.sleep(0.2)
+        workers |= children(proc.pid)
+        assert list((tmp_path / "work").glob("*/losses.csv")), "no run started training in 120 s"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130 and "interrupted" in err, err[-2000:]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(alive(pid) for pid in workers):
+            time.sleep(0.2)
+        assert not [pid for pid in workers if alive(pid)], "worker processes outlived the benchmark"
+        assert len(list((tmp_path / "work").iterdir())) == 2, "a queued run started after SIGTERM"
+    finally:
+        for pid in [proc.pid, *workers]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_toy_budgets_name_both_toys(tmp_path):

@@ -1,11 +1,10 @@
 """Tests of ``wganx evaluate``, the Evaluator, the numpy domain classifier and the Inception plumbing.
 
 Real data comes from ``shared/data`` beside the repository (skipped where it is absent). The
-MNIST classifier is trained once per test session into a temporary cache.
+MNIST classifier is trained once per test session into a temporary cache (conftest).
 """
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,13 +19,7 @@ from wganx_plugins.datasets import toy
 from wganx_plugins.metrics import classifier as C
 from wganx_plugins.metrics import inception as I
 
-from conftest import CIFAR_JPEG, extract_cifar_jpegs
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-MNIST = DATA / "mnist"
-needs_mnist = pytest.mark.skipif(not (MNIST / "t10k-images-idx3-ubyte.gz").is_file(),
-                                 reason=f"real MNIST not found in {MNIST}")
+from conftest import CIFAR_JPEG, MNIST, extract_cifar_jpegs, needs_mnist
 
 
 def parse(argv):
@@ -39,24 +32,6 @@ def run_json(argv, capsys):
     out, err = capsys.readouterr()
     assert code == 0, err
     return json.loads(out)
-
-
-@pytest.fixture(scope="session")
-def cache(tmp_path_factory):
-    """A classifier cache for the session; evaluate finds it through $WGANX_CACHE_DIR."""
-    root = tmp_path_factory.mktemp("wganx-cache")
-    old = os.environ.get("WGANX_CACHE_DIR")
-    os.environ["WGANX_CACHE_DIR"] = str(root)
-    yield root
-    if old is None:
-        os.environ.pop("WGANX_CACHE_DIR", None)
-    else:
-        os.environ["WGANX_CACHE_DIR"] = old
-
-
-@pytest.fixture(scope="session")
-def mnist_classifier(cache):
-    return C.load_classifier("mnist", MNIST)
 
 
 @pytest.fixture(scope="session")
