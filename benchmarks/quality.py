@@ -164,16 +164,16 @@ def run_job(job) -> dict:
         plots = sorted((folder / "samples").glob("fixed_*.png"))
         if plots:
             shutil.copy(plots[-1], out / f"{job['dataset']}_{file_label(job)}.png")
-        return {"backend": label, "file": file_label(job), "seconds": seconds, "settings": shown, **values,
-                "curve": read_curve(folder, "toy")}
+        return {"backend": label, "file": file_label(job), "setting": job["settings"], "seconds": seconds,
+                "settings": shown, **values, "curve": read_curve(folder, "toy")}
     ev = Evaluator(None, "mnist", job["data_dir"], None, job["eval_samples"], seed=seed,
                    metric_options={"kid": {"num_subsets": 20}}, log=None)
     config, shown = mnist_config(job["backend"], job["data_dir"], job["iters"], folder, seed, job["settings"], decay,
                                  job["eval_samples"])
     values, seconds, generate = run_one(config, ev, job["eval_samples"], seed)
     monitor.save_png(monitor.tile(generate(100)), out / f"mnist_{file_label(job)}.png", scale=2)
-    return {"backend": label, "file": file_label(job), "seconds": seconds, "settings": shown, **values,
-            "curve": read_curve(folder, "mnist")}
+    return {"backend": label, "file": file_label(job), "setting": job["settings"], "seconds": seconds,
+            "settings": shown, **values, "curve": read_curve(folder, "mnist")}
 
 
 def read_curve(folder: Path, kind: str):
@@ -251,6 +251,15 @@ def parse_toy_iters(value: str) -> dict:
     if missing:
         raise SystemExit(f"--toy-iters: no budget for {', '.join(sorted(missing))}")
     return out
+
+
+def trained_with(rows) -> str:
+    """A sentence: the flags each setting's rows train with over ``wganx train``'s defaults."""
+    from wganx.config import flag_name
+
+    flags = {r["setting"]: " ".join(f"--{flag_name(k)} {v}" for k, v in r["settings"].items()) for r in rows}
+    return ("Flags over `wganx train`'s defaults: "
+            + "; ".join(f"**{name}**: `{text}`" if text else f"**{name}**: none" for name, text in flags.items()) + ".")
 
 
 def fmt(v, whole=False):
@@ -381,12 +390,13 @@ def main(argv=None) -> int:
              "```", "",
              "Settings: " + "; ".join(f"**{n}**: {SETTINGS_TEXT[n]}" for n in settings) + ".", ""]
     budgets = ", ".join(f"{toy_iters[d]:,} ({d})" for d in TOY_SETS)
-    lines += ["## Toy mixtures (WGAN-GP paper settings)", "",
+    lines += ["## Toy mixtures (the WGAN-GP paper's models)", "",
               f"MLP 3x{args.toy_maps} ReLU (G and D), latent 2, batch 256, Adam betas (0.5, 0.9), n_critic 5, "
               f"lambda 0.1, generator iterations: **{budgets}** (the paper: 100,000), seed {args.seed}. Metrics on 2,500 "
               "samples: a mode is covered with at least 20 high-quality samples (within 3 std of its centre); a "
               "perfect sampler scores all modes and a high-quality share of 0.989. The issue's aim: all modes, "
-              "high-quality share at least 0.9 (8gaussians) and 0.8 (25gaussians).", "",
+              "high-quality share at least 0.9 (8gaussians) and 0.8 (25gaussians). "
+              + trained_with([r for d in TOY_SETS for r in toy_rows[d]]), "",
               "| dataset | backend | iterations | modes covered | high-quality share | energy distance | train time (s) |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for dataset in TOY_SETS:
@@ -411,7 +421,7 @@ def main(argv=None) -> int:
                   f"{args.eval_samples} samples against as many test images, in the feature space of wganx's numpy "
                   f"MNIST classifier (test accuracy {clf.test_accuracy:.4f}): *domain* FID/KID are not comparable "
                   "with Inception FIDs from papers. KID over 20 subsets. The first row is real training images: the "
-                  "floor a perfect generator would reach.", "",
+                  "floor a perfect generator would reach. " + trained_with(mnist_rows[1:]), "",
                   "| backend | domain FID | domain KID | classes covered | classifier IS | precision | recall | train time (s) |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in mnist_rows:

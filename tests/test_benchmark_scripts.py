@@ -32,6 +32,8 @@ def test_toy_benchmark_writes_table_curves_and_json(tmp_path):
         assert f"| 8gaussians | {backend}, {name} | 4 | " in page and f"| 25gaussians | {backend}, {name} | 6 | " in page
     assert "--toy-iters 8gaussians=4,25gaussians=6" in page and "--jobs 2" in page
     assert "--settings recommended,paper" in page and "**paper**: Adam lr 1e-4" in page
+    assert ("**recommended**: `--lrg 0.001 --lrd 0.001 --lr-decay linear --ema-decay 0.99 --lambda 0.1`; "
+            "**paper**: `--lambda 0.1`.") in page
     for name in ("quality-8gaussians_curves.png", "quality-25gaussians_curves.png", f"8gaussians_{backend}_recommended.png",
                  f"8gaussians_{backend}_paper.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
