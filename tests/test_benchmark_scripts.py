@@ -47,6 +47,20 @@ def test_toy_benchmark_writes_table_curves_and_json(tmp_path):
     curve = rows[f"{backend}, recommended"]["curve"]
     assert [p["iteration"] for p in curve] == [1, 2, 3, 4, 5, 6]  # an evaluation every max(1, 6 // 20)
     assert all(0 <= p["high_quality_share"] <= 1 and p["modes_covered"] <= 25 for p in curve)
+    assert "| target held from |" in page and "| not met |" in page  # 6 iterations of a width-8 MLP
+
+
+def test_target_held_from_is_the_start_of_the_last_run_of_met_evaluations():
+    sys.path.insert(0, str(SCRIPT.parent))
+    import quality
+
+    def row(*points):
+        return {"modes_total": 8, "curve": [{"iteration": i, "modes_covered": m, "high_quality_share": q}
+                                            for i, m, q in points]}
+
+    assert quality.target_held_from(row((1, 8, 0.95), (2, 7, 0.95), (3, 8, 0.91), (4, 8, 0.93)), "8gaussians") == 3
+    assert quality.target_held_from(row((1, 8, 0.95), (2, 8, 0.89)), "8gaussians") is None
+    assert quality.target_held_from(row((1, 8, 0.85), (2, 8, 0.81)), "25gaussians") == 1
 
 
 @needs_mnist
