@@ -102,7 +102,8 @@ def mnist_config(backend, data_dir, iters, folder, seed, settings="recommended",
                           maps=512, latent=128, image_size=28, batch_size=64, n_critic=5, max_iter=iters,
                           monitor_path=str(folder), save_interval=iters, log_interval=max(1, iters // 10),
                           eval_interval=max(1, iters // MNIST_EVALUATIONS), eval_metrics="fid,class-coverage",
-                          eval_samples=eval_samples, num_samples=100, progress=False, seed=seed, threads=0, overwrite=True), settings, ema_decay)
+                          eval_samples=eval_samples, num_samples=100, progress=False, seed=seed, threads=0,
+                          overwrite=True), settings, ema_decay)
 
 
 NOT_SETTINGS = ("overwrite", "progress", "threads", "resume")  # how a run was started, not what it trained
@@ -412,7 +413,8 @@ def main(argv=None) -> int:
                   f"lambda 0.1, generator iterations: **{budgets}** (the paper: 100,000), seed {args.seed}. "
                   "Metrics on 2,500 samples: a mode is covered with at least 20 high-quality samples (within 3 "
                   "std of its centre); a perfect sampler scores all modes and a high-quality share of 0.989. The "
-                  "project's targets: all modes, high-quality share at least 0.9 (8gaussians) and 0.8 (25gaussians); "
+                  "project's targets: all modes, high-quality share at least "
+                  + " and ".join(f"{share} ({d})" for d, share in HQ_TARGETS.items()) + "; "
                   "*target held from* is the first evaluation from which every later one meets them. "
                   + trained_with([r for d in TOY_SETS for r in toy_rows[d]]), "",
                   "| dataset | backend | iterations | modes covered | high-quality share | energy distance "
