@@ -66,8 +66,17 @@ class TensorFlowOps(Ops):
 
     # -- layers ---------------------------------------------------------------------------
     def conv2d(self, x, w, b=None, *, stride=1, pad=0):
+        """Zero padding as ``SAME`` where that is exactly it, else ``tf.pad`` and ``VALID``: the
+        CPU kernels for an explicit padding list are the slow ones (the NNabla example's
+        generator step took 43 ms with them, 26 ms without; Keras' loop 31 ms)."""
         xc, wc = self._low(x, w)
-        padding = [[0, 0], [pad, pad], [pad, pad], [0, 0]] if pad else "VALID"
+        k = int(w.shape[0])
+        if pad and stride == 1 and int(w.shape[1]) == k and 2 * pad == k - 1:
+            padding = "SAME"
+        else:
+            padding = "VALID"
+            if pad:
+                xc = tf.pad(xc, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
         y = tf.nn.conv2d(xc, wc, strides=stride, padding=padding)
         return self._bias(self._like(y, x.dtype), b)
 
