@@ -335,7 +335,6 @@ def main(argv=None) -> int:
                    help="comma-separated --ema-decay values over each setting's own, a run each (default: none)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the workers too, like Ctrl-C
     decays = [float(d) for d in args.ema_decays.split(",")] if args.ema_decays else [None]
     settings = args.settings.split(",")
     for name in settings:
@@ -471,6 +470,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the workers too, like Ctrl-C
     try:
         sys.exit(main())
     except KeyboardInterrupt:

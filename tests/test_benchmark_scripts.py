@@ -14,9 +14,12 @@ from conftest import MNIST, REPO, available_backends, needs_mnist
 SCRIPT = REPO / "benchmarks" / "quality.py"
 
 
+def quality_command(*args):
+    return [sys.executable, str(SCRIPT), *map(str, args)]
+
+
 def run_quality(*args, timeout=600):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
-                          cwd=REPO, timeout=timeout)
+    return subprocess.run(quality_command(*args), capture_output=True, text=True, cwd=REPO, timeout=timeout)
 
 
 @pytest.mark.skipif(not available_backends(), reason="no backend installed")
@@ -113,7 +116,7 @@ def test_sigterm_stops_the_worker_processes_too(tmp_path):
     # four runs on two workers: two wait in the pool's queue and must not start either
     args = ("--backends", available_backends()[0], "--toy-iters", 1_000_000, "--toy-maps", 8, "--mnist-iters", 0,
             "--settings", "recommended,paper", "--jobs", 2, "--out", tmp_path / "out", "--work", tmp_path / "work")
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), *map(str, args)], cwd=REPO, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(quality_command(*args), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     workers = set()
     try:

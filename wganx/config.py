@@ -12,8 +12,10 @@ import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Optional
 
+from .algorithm import LR_DECAYS
 from .distributed import ENGINES
 from .errors import WganxError, check_choice
+from .optim import OPTIMIZERS
 
 CONTEXTS = ("cpu", "cuda", "cudnn")  # NNabla's extension contexts, on every backend
 
@@ -61,12 +63,12 @@ class TrainConfig:
         "help": "wgan: 100 critic steps for the first 25 and every 500th iteration",
         "choices": ("constant", "wgan")})
     optimizer: str = field(default="adam", metadata={"help": "rmsprop: the original WGAN's",
-                                                      "choices": ("adam", "rmsprop")})
+                                                      "choices": OPTIMIZERS})
     lrg: float = field(default=1e-4, metadata={"help": "generator learning rate"})
     lrd: float = field(default=1e-4, metadata={"help": "critic learning rate"})
     lr_decay: str = field(default="constant", metadata={
         "help": "learning rates over the run: constant, or linear decay to 0 at --lr-decay-iters (the WGAN-GP "
-                "paper's CIFAR-10 ResNet)", "choices": ("constant", "linear")})
+                "paper's CIFAR-10 ResNet)", "choices": LR_DECAYS})
     lr_decay_iters: int = field(default=0, metadata={
         "help": "generator iterations over which the learning rates decay (0: --max-iter); give it when a run "
                 "will be resumed with a larger --max-iter, so its schedule does not change", "shown_default": "0"})

@@ -24,6 +24,9 @@ from typing import Dict, Mapping, Optional, Tuple
 import numpy as np
 
 
+OPTIMIZERS = ("adam", "rmsprop")  # the kinds every backend implements
+
+
 @dataclass(frozen=True)
 class OptimizerConfig:
     """One network's optimizer."""

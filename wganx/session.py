@@ -18,9 +18,7 @@ import numpy as np
 from .algorithm import NETWORKS, Program, ema_name, param_specs, state_shapes
 from .distributed import replica_slice
 from .errors import WganxError
-from .optim import parse_state_name, state_name
-
-OPTIMIZERS = ("adam", "rmsprop")
+from .optim import OPTIMIZERS, parse_state_name, state_name
 
 
 class LossScale:
