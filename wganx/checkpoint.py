@@ -85,7 +85,8 @@ def save(path, arrays: Dict[str, np.ndarray], meta: dict) -> Path:
     """
     from safetensors.numpy import save as serialise
 
-    tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+    # np.asarray keeps a 0-d counter 0-d (np.ascontiguousarray would make it shape (1,)).
+    tensors = {k: np.asarray(v, dtype=np.float32, order="C") for k, v in arrays.items()}
     bad = non_finite(tensors)
     if bad:
         raise NonFiniteError(f"{len(bad)} of {len(tensors)} arrays are not finite ({', '.join(bad[:3])}"

@@ -57,9 +57,22 @@ class LossScale:
 
     def load(self, name: str, value) -> None:
         if name == "loss_scale":
-            self.scale = float(np.asarray(value))
+            self.scale = float(scalar(name, value))
         else:
-            self.finite_steps = int(np.asarray(value))
+            self.finite_steps = int(scalar(name, value))
+
+
+def scalar(name: str, value) -> np.ndarray:
+    """A state's 0-d counter as a 0-d array.
+
+    Checkpoints written by wganx 0.1.0 hold the counters (optimizer steps, the loss scale) with
+    shape ``(1,)``; numpy 2.4 refuses ``int()`` of such an array, so both shapes are read here,
+    and anything larger is an error naming the array.
+    """
+    value = np.asarray(value)
+    if value.shape not in ((), (1,)):
+        raise WganxError(f"{name}: expected a scalar, got shape {tuple(value.shape)}")
+    return value.reshape(())
 
 
 def with_labels(inputs: dict, labels) -> dict:
@@ -116,7 +129,7 @@ class Session(abc.ABC):
                 net, pname, slot = key
                 slots = optimizer.setdefault(net, [None, {}])[1]
                 if pname is None:
-                    optimizer[net][0] = int(np.asarray(value))
+                    optimizer[net][0] = int(scalar(name, value))
                     continue
                 full = f"{net}/{pname}"
                 if full not in self.trainable[net]:
