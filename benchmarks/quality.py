@@ -163,7 +163,7 @@ def run_job(job) -> dict:
         config, shown = toy_config(job["backend"], job["dataset"], job["iters"], folder, seed, job["maps"],
                                    job["settings"], decay)
         values, seconds, _ = run_one(config, ev, 2500, seed)
-        plots = sorted((folder / "samples").glob("fixed_*.png"))
+        plots = monitor.sample_tiles(folder / "samples")
         if plots:
             shutil.copy(plots[-1], out / f"{job['dataset']}_{file_label(job)}.png")
         return {"backend": label, "file": file_label(job), "setting": job["settings"], "seconds": seconds,

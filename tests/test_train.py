@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import wganx
-from wganx import checkpoint
+from wganx import checkpoint, monitor
 from wganx.config import TrainConfig
 from wganx.data import SamplerDataset
 from wganx.errors import WganxError
@@ -95,6 +95,60 @@ def test_resume_equals_an_uninterrupted_run(backend_name, tmp_path, ema):
     assert any(key.startswith("ema/") for key in sa) == ("ema_decay" in ema)
     for key in sa:
         np.testing.assert_allclose(sb[key], sa[key], rtol=1e-5, atol=1e-7, err_msg=key)
+
+
+def gif_frames(path):
+    from PIL import Image, ImageSequence
+
+    with Image.open(path) as gif:
+        return [np.asarray(frame.convert("RGB"), np.int64) for frame in ImageSequence.Iterator(gif)]
+
+
+def nearest(frames, images):
+    """For each frame, the index of the image it is closest to (a GIF's palette may round)."""
+    return [int(np.argmin([np.abs(f - x).sum() for x in images])) for f in frames]
+
+
+def test_keep_checkpoints_and_progress_gif_order_by_iteration_past_a_million(tmp_path):
+    """Names sort params_1000000 before params_999999: pruning by name deleted the newest
+    checkpoint at every save, and the GIF showed iteration 999,999 last."""
+    run = tmp_path / "run"
+    train(tiny_config(tmp_path, max_iter=2, save_interval=2))
+    arrays, meta = checkpoint.load(run / "params_000002.safetensors")  # the same weights, at 999,998
+    checkpoint.save(run / checkpoint.name_for(999998), arrays, dict(meta, iteration=999998))
+    (run / "params_000002.safetensors").unlink()
+    result = train(tiny_config(tmp_path, max_iter=1000001, save_interval=1, keep_checkpoints=1, resume="latest"))
+    assert result["status"] == "finished" and result["iteration"] == 1000001
+    assert [p.name for p in run.glob("params_*.safetensors")] == ["params_1000001.safetensors"]
+    assert result["checkpoint"] == str(run / "params_1000001.safetensors")
+    assert checkpoint.load(result["checkpoint"])[1]["iteration"] == 1000001
+
+    tiles = monitor.sample_tiles(run / "samples")
+    assert [p.name for p in tiles] == ["fixed_000002.png", "fixed_999999.png", "fixed_1000000.png",
+                                       "fixed_1000001.png"]
+    from PIL import Image
+
+    images = [np.asarray(Image.open(p).convert("RGB"), np.int64) for p in tiles]
+    assert nearest(gif_frames(run / "progress.gif"), images) == [0, 1, 2, 3]
+
+
+def test_sample_tiles_are_in_iteration_order_across_a_million(tmp_path):
+    from PIL import Image
+
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    iterations = [999998, 999999, 1000000, 1000001, 10000000]
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
+    for it, colour in zip(iterations[::-1], colours[::-1]):
+        Image.new("RGB", (4, 4), colour).save(samples / monitor.sample_name("fixed", it))
+        Image.new("RGB", (4, 4), (9, 9, 9)).save(samples / monitor.sample_name("train", it))
+    (samples / "fixed_notes.png").write_bytes(b"")  # not a tile
+    assert monitor.sample_name("fixed", 7) == "fixed_000007.png"
+    assert [p.name for p in monitor.sample_tiles(samples)] == [f"fixed_{it:06d}.png" for it in iterations]
+    assert [p.name for p in monitor.sample_tiles(samples, "train")] == [f"train_{it:06d}.png" for it in iterations]
+    monitor.save_gif(monitor.sample_tiles(samples), tmp_path / "progress.gif")
+    frames = gif_frames(tmp_path / "progress.gif")
+    assert [tuple(int(c) for c in f[0, 0]) for f in frames] == colours
 
 
 def test_toy_points_train_and_generate(tmp_path):

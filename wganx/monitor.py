@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -14,6 +15,24 @@ from .errors import notice
 
 LOSS_COLUMNS = ("iteration", "critic_loss", "generator_loss", "penalty", "negative_critic_loss",
                 "wasserstein_estimate", "elapsed_s")
+SAMPLE_PATTERN = re.compile(r"^(fixed|train)_(\d+)\.png$")  # samples/fixed_000100.png, samples/train_000100.png
+
+
+def sample_name(kind: str, iteration: int) -> str:
+    """``fixed_000100.png``: the tile of the fixed latent batch (``kind`` "fixed") or of a fresh
+    one ("train") at ``iteration``, six digits or more."""
+    return f"{kind}_{iteration:06d}.png"
+
+
+def sample_tiles(folder, kind: str = "fixed") -> List[Path]:
+    """The ``kind`` tiles in ``folder`` (a run's ``samples``), oldest iteration first: ordered by
+    the number, since the names sort ``fixed_1000000.png`` before ``fixed_999999.png``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(2)), p) for p in folder.iterdir()
+             if (m := SAMPLE_PATTERN.match(p.name)) and m.group(1) == kind]
+    return [p for _, p in sorted(found)]
 
 
 def _pyplot():

@@ -358,10 +358,10 @@ class Trainer:
 
     def _prune(self):
         keep = self.config.keep_checkpoints
-        if keep > 0:
-            found = sorted(p for p in self.folder.glob("params_*.safetensors") if checkpoint.PATTERN.match(p.name))
-            for old in found[:-keep]:
-                old.unlink()
+        if keep > 0:  # oldest iteration first: by the number, not the name (1000000 sorts before 999999)
+            for old in checkpoint.checkpoints(self.folder)[:-keep]:
+                if old != self.last_checkpoint:
+                    old.unlink()
 
     def _samples(self):
         it, n = self.iteration, self.config.num_samples
@@ -371,12 +371,13 @@ class Trainer:
         if self.dataset.kind == "points":
             real, _ = next(self.dataset.stream(max(n, 512), self.config.seed + 10 ** 6))
             fake = self._generate_many(max(n, 512))
-            monitor.plot_points(fake, real, self.session.critic_values, samples / f"fixed_{it:06d}.png",
+            monitor.plot_points(fake, real, self.session.critic_values, samples / monitor.sample_name("fixed", it),
                                 title=f"{self.config.dataset}, iteration {it}")
             return
-        monitor.save_png(monitor.tile(self._generate(z, labels)), samples / f"train_{it:06d}.png")
-        monitor.save_png(monitor.tile(self._generate(self.fixed_z, self.fixed_labels)), samples / f"fixed_{it:06d}.png")
-        monitor.save_gif(sorted(samples.glob("fixed_*.png")), self.folder / "progress.gif")
+        monitor.save_png(monitor.tile(self._generate(z, labels)), samples / monitor.sample_name("train", it))
+        monitor.save_png(monitor.tile(self._generate(self.fixed_z, self.fixed_labels)),
+                         samples / monitor.sample_name("fixed", it))
+        monitor.save_gif(monitor.sample_tiles(samples), self.folder / "progress.gif")
 
     def _generate_many(self, n):
         z = self.sample_rng.standard_normal((n, self.program.latent)).astype(np.float32)
