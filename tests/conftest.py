@@ -6,6 +6,10 @@ import numpy as np
 import pytest
 
 import wganx
+from wganx.backend import prefer_python_protobuf
+
+# The suite imports TensorFlow, NNabla, torch and TensorBoard in one process, in any order.
+prefer_python_protobuf()
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

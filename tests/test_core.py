@@ -20,25 +20,51 @@ from conftest import available_backends, run_cli
 FRAMEWORKS = ("torch", "tensorflow", "nnabla")
 
 
-def _python(code, **env):
+def _python(code, without=(), **env):
+    """Run ``code`` in a fresh interpreter with ``env`` added and the variables ``without`` unset."""
     import os
 
+    env = {k: v for k, v in dict(os.environ, **env).items() if k not in without}
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env=dict(os.environ, **env), timeout=300)
+                          env=env, timeout=300)
 
 
-def test_import_and_listing_pull_in_no_framework():
+def test_import_and_listing_pull_in_no_framework_and_change_no_environment_variable():
     out = _python("""
-        import sys, json, wganx
+        import os, sys, json
+        before = dict(os.environ)
+        import wganx
         wganx.registry().entries()
         wganx.registry().get("architecture", "nnabla-cifar")
-        import os
-        print(json.dumps({"loaded": [m for m in ("torch", "tensorflow", "nnabla") if m in sys.modules],
-                          "protobuf": os.environ.get("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION")}))
+        changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
+        print(json.dumps({"loaded": [m for m in ("torch", "tensorflow", "nnabla", "google.protobuf")
+                                     if m in sys.modules], "changed": changed}))
     """)
     assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
-    assert result == {"loaded": [], "protobuf": "python"}
+    assert json.loads(out.stdout) == {"loaded": [], "changed": []}
+
+
+def test_backends_choose_pure_python_protobuf_only_for_protobuf_3():
+    """protobuf 3's C++ implementation breaks TensorFlow; newer ones are left as they are."""
+    import importlib.metadata
+
+    names = [e.name for e in wganx.registry().entries("backend") if e.availability()[0]]
+    if not names:
+        pytest.skip("no backend installed")
+    try:
+        protobuf = importlib.metadata.version("protobuf")
+    except importlib.metadata.PackageNotFoundError:
+        protobuf = None
+    for name in names:
+        out = _python(f"""
+            import os, wganx
+            from wganx.build import load_backend
+            load_backend({name!r})
+            print(os.environ.get("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"))
+        """, without=["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"])
+        assert out.returncode == 0, out.stderr
+        needs = protobuf is not None and protobuf.startswith("3.") and name in ("tensorflow", "nnabla")
+        assert out.stdout.strip() == ("python" if needs else "None"), (name, protobuf)
 
 
 def core_imports() -> dict:
@@ -289,7 +315,8 @@ def test_checkpoint_roundtrip_and_atomicity(tmp_path):
     assert meta == dict(written, meaning=checkpoint.MEANING)
 
     def crash(tmp):
-        open(tmp, "wb").write(b"partial")
+        with open(tmp, "wb") as f:
+            f.write(b"partial")
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

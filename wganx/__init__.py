@@ -3,20 +3,14 @@
 ``import wganx`` imports no deep-learning framework; a backend's framework is imported
 only when that backend is asked for.
 """
-import os as _os
-
-# Must be set before protobuf is first imported: with protobuf 3.20's C++ implementation
-# (pinned by NNabla) ``import tensorflow`` segfaults beside NNabla and fails after torch.
-_os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
-
-from .errors import WganxError, UnknownNameError, PluginConflictError, BackendUnavailableError  # noqa: E402
-from .hookspecs import hookimpl  # noqa: E402
-from .records import (  # noqa: E402
+from .errors import WganxError, UnknownNameError, PluginConflictError, BackendUnavailableError
+from .hookspecs import hookimpl
+from .records import (
     ArchConfig, Architecture, ArchitectureSpec, BackendSpec, CommandSpec, DatasetSpec, FeatureSpec, LossSpec,
     MetricSpec, Network, ParamSpec, RegularizerSpec, UpsamplerSpec,
 )
-from . import plugins  # noqa: E402
-from .plugins import registry  # noqa: E402
+from . import plugins
+from .plugins import registry
 
 __version__ = "0.1.0"
 

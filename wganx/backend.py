@@ -10,6 +10,8 @@ core's RNG.
 from __future__ import annotations
 
 import abc
+import importlib.metadata
+import os
 from typing import Dict
 
 from .algorithm import Program
@@ -19,6 +21,27 @@ from .ops import Ops
 from .session import Session
 
 CONTEXTS = ("cpu", "cuda", "cudnn")
+PROTOBUF_IMPLEMENTATION = "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"
+
+
+def prefer_python_protobuf() -> None:
+    """Select protobuf's pure-Python implementation where its C++ one breaks TensorFlow.
+
+    With protobuf 3's C++ implementation (NNabla pins ``protobuf~=3.20``) ``import tensorflow``
+    segfaults, alone or beside NNabla, and fails after torch; the pure-Python one works. So a
+    backend calls this before its framework first imports protobuf (and so does anything else
+    that may import protobuf before TensorFlow in one process: NNabla, the TensorBoard
+    writer). Nothing changes for protobuf 4 and newer (upb), where TensorFlow works and the
+    pure-Python implementation would only be slower, nor where the variable is set already;
+    ``import wganx`` itself never calls it, so no other program in the environment is touched.
+    """
+    try:
+        major = importlib.metadata.version("protobuf").split(".")[0]
+    except importlib.metadata.PackageNotFoundError:
+        return
+    if major == "3":
+        os.environ.setdefault(PROTOBUF_IMPLEMENTATION, "python")
+
 TYPE_CONFIGS = ("float", "half", "double")
 
 

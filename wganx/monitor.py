@@ -184,6 +184,9 @@ class TensorBoard:
     """Scalar summaries as TensorBoard event files (``--tensorboard``)."""
 
     def __init__(self, folder: Path):
+        from .backend import prefer_python_protobuf
+
+        prefer_python_protobuf()  # TensorBoard imports protobuf; TensorFlow may load after it
         try:
             from tensorboard.summary.writer.event_file_writer import EventFileWriter
             from tensorboard.compat.proto.summary_pb2 import Summary

@@ -23,7 +23,11 @@ batch, ``comm.all_reduce(..., division=True)`` of the gradients and the step's s
 """
 from __future__ import annotations
 
-import nnabla as nn
+from wganx.backend import prefer_python_protobuf
+
+prefer_python_protobuf()  # before NNabla imports protobuf: TensorFlow may load beside it
+
+import nnabla as nn  # noqa: E402
 from nnabla.ext_utils import get_extension_context
 
 from wganx.algorithm import Program

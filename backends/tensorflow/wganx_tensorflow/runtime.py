@@ -11,7 +11,10 @@ import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
-os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")  # see wganx/__init__
+
+from wganx.backend import prefer_python_protobuf  # noqa: E402
+
+prefer_python_protobuf()  # before TensorFlow first imports protobuf
 
 # What TensorFlow's native code prints on a machine without a GPU, whatever
 # TF_CPP_MIN_LOG_LEVEL says (absl writes it before its log level is read): not errors.

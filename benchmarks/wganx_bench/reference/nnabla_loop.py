@@ -12,11 +12,16 @@ affine) and the WGAN-GP toy MLP. Real batches are assigned from a numpy pool wit
 from __future__ import annotations
 
 import numpy as np
-import nnabla as nn
-import nnabla.functions as F
-import nnabla.parametric_functions as PF
-import nnabla.solvers as S
-from nnabla.ext_utils import get_extension_context
+
+from wganx.backend import prefer_python_protobuf
+
+prefer_python_protobuf()  # before NNabla imports protobuf: TensorFlow may load beside it
+
+import nnabla as nn  # noqa: E402
+import nnabla.functions as F  # noqa: E402
+import nnabla.parametric_functions as PF  # noqa: E402
+import nnabla.solvers as S  # noqa: E402
+from nnabla.ext_utils import get_extension_context  # noqa: E402
 
 POOL = 8
 
