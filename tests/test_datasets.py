@@ -289,6 +289,8 @@ def test_silent_server_times_out_instead_of_hanging(tmp_path, monkeypatch):
             _download.fetch([url], tmp_path / "f.bin", lambda part, md5: True)
     finally:
         server.close()
+        for connection, _ in accepted:
+            connection.close()
     assert time.monotonic() - start < 10
     assert list(tmp_path.iterdir()) == []
 

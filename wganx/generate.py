@@ -36,6 +36,13 @@ def load_session(path, backend: Optional[str] = None, context: str = "cpu", devi
 OUTPUTS = {"npz": "samples.npz", "png": "generated.png"}  # format -> file in the output folder
 
 
+def _savez(path, **arrays) -> None:
+    """``np.savez`` into ``path`` as it is named (``np.savez`` appends ``.npz`` to a name), closed
+    before :func:`wganx.checkpoint.atomic_write` syncs it."""
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
 def generate(model_load_path, monitor_path, *, backend=None, context="cpu", device_id=0, batch_size=64,
              num_images=64, fmt=("png", "npz"), seed=0, raw=False, reg=None, threads=None,
              overwrite=False) -> dict:
@@ -67,7 +74,7 @@ def generate(model_load_path, monitor_path, *, backend=None, context="cpu", devi
     if "npz" in fmt:
         extra = {"labels": np.concatenate(labels_all)} if labels_all else {}
         path = out / OUTPUTS["npz"]
-        checkpoint.atomic_write(path, lambda tmp: np.savez(open(tmp, "wb"), **{key: samples}, **extra))
+        checkpoint.atomic_write(path, lambda tmp: _savez(tmp, **{key: samples}, **extra))
         written["npz"] = str(path)
     if "png" in fmt:
         path = out / OUTPUTS["png"]
