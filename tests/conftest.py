@@ -1,4 +1,5 @@
 """Shared fixtures. Backends are found through the plugin registry, like users find them."""
+import importlib.util
 import os
 from pathlib import Path
 
@@ -10,6 +11,12 @@ from wganx.backend import prefer_python_protobuf
 
 # The suite imports TensorFlow, NNabla, torch and TensorBoard in one process, in any order.
 prefer_python_protobuf()
+# ... but torch after TensorFlow breaks in the newest leg (TensorFlow 2.21, torch 2.14, triton
+# 3.8): triton's import (torch.utils.flop_counter's) segfaults, and torch's CUDA check warns
+# "Error loading CUDA libraries". Loaded before TensorFlow, both work; so they come first here.
+for _first in ("torch", "triton"):
+    if importlib.util.find_spec(_first) is not None:
+        importlib.import_module(_first)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -21,6 +28,31 @@ def available_backends():
 
 def pytest_report_header(config):
     return f"wganx backends available: {', '.join(available_backends()) or 'none'}"
+
+
+def pytest_sessionstart(session):
+    """``WGANX_TEST_INSTALLED=wheels`` (the newest leg of ``make matrix``): the suite tests the
+    installed wheels, so wganx's modules and entry points found in this source tree are an error."""
+    if os.environ.get("WGANX_TEST_INSTALLED") != "wheels":
+        return
+    import importlib
+    import json
+    import sys
+    from importlib import metadata
+
+    def in_tree(module):
+        path = Path(importlib.import_module(module).__file__).resolve()
+        return REPO in path.parents and Path(sys.prefix).resolve() not in path.parents
+
+    modules, editable = {"wganx", "wganx_plugins"}, set()
+    for ep in metadata.entry_points(group="wganx"):
+        modules.add(ep.value.split(":")[0].split(".")[0])
+        if json.loads(ep.dist.read_text("direct_url.json") or "{}").get("dir_info", {}).get("editable"):
+            editable.add(ep.dist.name)
+    wrong = sorted(m for m in modules if in_tree(m)) + sorted(f"{d} (editable)" for d in editable)
+    if wrong or len(modules) < 3:
+        pytest.exit(f"WGANX_TEST_INSTALLED=wheels, but from the source tree: {', '.join(wrong) or 'no plugins'}",
+                    returncode=3)
 
 
 @pytest.fixture(scope="session")

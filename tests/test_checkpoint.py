@@ -51,7 +51,7 @@ def test_a_checkpoint_written_the_old_way_generates_and_resumes_exactly(backend_
     traceback. They load, generate, and a resume from them equals an uninterrupted run."""
     config = TrainConfig(backend=backend_name, dataset="8gaussians", arch="mlp", maps=8, latent=2, batch_size=8,
                          max_iter=4, save_interval=2, log_interval=1, num_samples=16, progress=False,
-                         monitor_path=str(tmp_path / "whole"))
+                         threads=1, monitor_path=str(tmp_path / "whole"))
     train(config)
     split = replace(config, max_iter=2, monitor_path=str(tmp_path / "split"))
     train(split)

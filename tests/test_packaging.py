@@ -112,6 +112,18 @@ def test_core_wheel_contents(built):
     assert "wganx = wganx.cli:main" in entry_points and "wganx = wganx.testing" in entry_points
 
 
+def _installable(wheel: Path) -> bool:
+    """Whether the wheel's ``Requires-Python`` admits this interpreter (wganx-nnabla: 3.10 only)."""
+    from email.parser import Parser
+
+    from packaging.specifiers import SpecifierSet
+
+    with zipfile.ZipFile(wheel) as z:
+        name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        requires = Parser().parsestr(z.read(name).decode()).get("Requires-Python", "")
+    return SpecifierSet(requires).contains(".".join(map(str, sys.version_info[:3])))
+
+
 @pytest.fixture(scope="module")
 def venv(built, tmp_path_factory):
     """A fresh environment with the wheels installed and the frameworks borrowed read-only."""
@@ -131,7 +143,7 @@ def venv(built, tmp_path_factory):
             continue
         (shim / entry.name).symlink_to(entry)
     (site / "zz_wganx_test_shim.pth").write_text(f"{shim}\n")
-    wheels = [wheel for _, wheel in built.values()]
+    wheels = [wheel for _, wheel in built.values() if _installable(wheel)]
     _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
           "--no-compile", "--disable-pip-version-check", *wheels])
     scripts = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['scripts'])"]).stdout.strip())
