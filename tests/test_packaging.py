@@ -2,7 +2,7 @@
 
 How, without the network and without downloading the frameworks again:
 
-1. The source tree is copied to a temporary folder (without ``.venv``, build outputs and
+1. The source tree is copied to a temporary folder (without the ``.venv*`` environments, build outputs and
    stale ``*.egg-info``, which could otherwise leak files into an sdist), and each
    distribution with a ``pyproject.toml`` (``wganx``, ``backends/*``, ``plugins/example``,
    ``benchmarks``) is
@@ -47,7 +47,7 @@ DISTS = {  # folder -> (distribution name, top-level packages its wheel must con
     "benchmarks": ("wganx-bench", ("wganx_bench", "wganx_bench/reference")),
 }
 OURS = ("wganx", "wganx_plugins", "wganx_torch", "wganx_tensorflow", "wganx_nnabla", "wganx_example", "wganx_bench")
-IGNORE = shutil.ignore_patterns(".venv", ".git", "_build", "_generated", "build", "dist", "*.egg-info",
+IGNORE = shutil.ignore_patterns(".venv*", ".git", "_build", "_generated", "build", "dist", "*.egg-info",
                                 "__pycache__", ".pytest_cache", "result", "shared")
 
 
