@@ -80,6 +80,23 @@ def test_matrix_covers_every_plugin():
             assert (kind, name) in covered, f"{kind} {name} is not in the parity matrix"
 
 
+def test_report_gives_the_largest_error_and_the_worst_ratio_to_its_bound():
+    """The error column once showed the tensor nearest its bound (0.00e+00 for an exactly equal
+    one) while another differed by 3.6e-07: it shows the largest error, and the worst
+    error/bound ratio, which says how close the check came to failing."""
+    reference = {"a": np.zeros(3), "b": np.array([100.0, 0.0]), "c": np.array([1.0])}
+    other = {"a": np.zeros(3), "b": np.array([100.0 + 5e-3, 0.0]), "c": np.array([1.0 + 2e-4])}
+    error, bound, where, largest = parity._worst(lambda k: (1e-5, 1e-4, 0.0), other, reference)
+    assert (where, largest) == ("c", pytest.approx(5e-3))  # c: 2e-4 / 1.1e-4; b: 5e-3 / 1.0e-2
+    assert error / bound == pytest.approx(2e-4 / 1.1e-4, rel=1e-6)
+    check = parity.Check("case", "q", "x", "y", error, bound, where, largest)
+    row = parity.format_table(parity.Report(["x", "y"], [check])).splitlines()[2]
+    assert "5.00e-03" in row and "1.818" in row and "MISMATCH in c" in row
+    assert check.as_dict()["largest_error"] == pytest.approx(5e-3) and not check.passed
+    equal = parity.Check("case", "q", "x", "y", 0.0, 1e-5, "a", 3.6e-07)
+    assert "3.60e-07" in parity.format_table(parity.Report(["x", "y"], [equal])) and equal.ratio == 0.0
+
+
 @pytest.mark.parametrize("name", BACKENDS)
 def test_linear_critic_penalty_is_exact(name, loaded):
     checks = parity.linear_penalty_checks(name, loaded[name].compile, wganx.registry())

@@ -119,18 +119,29 @@ class Check:
     quantity: str
     backend: str
     reference: str
-    error: float
+    error: float  # of the worst tensor (``where``): the one with the largest error / bound
     bound: float
     where: str = ""  # the worst tensor, for a report a person can act on
+    largest: Optional[float] = None  # the largest error of all tensors compared (default: error)
 
     @property
     def passed(self) -> bool:
         return bool(np.isfinite(self.error) and self.error <= self.bound)
 
+    @property
+    def ratio(self) -> float:
+        """error / bound of the worst tensor: at most 1 when the check passes."""
+        return _ratio(self.error, self.bound)
+
+    @property
+    def largest_error(self) -> float:
+        return self.error if self.largest is None else self.largest
+
     def as_dict(self) -> dict:
         return {"case": self.case, "quantity": self.quantity, "backend": self.backend,
                 "reference": self.reference, "error": float(self.error),
-                "bound": float(self.bound), "where": self.where, "passed": self.passed}
+                "bound": float(self.bound), "ratio": float(self.ratio), "largest_error": float(self.largest_error),
+                "where": self.where, "passed": self.passed}
 
 
 @dataclass
@@ -212,14 +223,23 @@ def _relative(a, b, atol: float, rtol: float, floor: float = 0.0) -> tuple:
     return float(np.max(np.abs(a - b), initial=0.0)), atol + rtol * scale
 
 
+def _ratio(error: float, bound: float) -> float:
+    if not np.isfinite(error):
+        return float("inf")
+    return error / bound if bound > 0 else (float("inf") if error > 0 else 0.0)
+
+
 def _worst(bounds_for, other: dict, reference: dict) -> tuple:
-    """``(error, bound, name)`` of the tensor closest to (or furthest past) its bound."""
+    """``(error, bound, name, largest)``: the tensor with the largest error / bound, and the
+    largest error of any tensor (NaN counts as infinite)."""
     rows = []
     for name in reference:
         value = other.get(name, np.full(np.shape(reference[name]), np.nan))
         atol, rtol, floor = bounds_for(name)
         rows.append((*_relative(value, reference[name], atol, rtol, floor), name))
-    return max(rows, key=lambda r: (np.nan_to_num(r[0], nan=np.inf) - r[1], r[0]))
+    error, bound, name = max(rows, key=lambda r: (_ratio(r[0], r[1]), r[0]))
+    largest = max(float(np.nan_to_num(r[0], nan=np.inf)) for r in rows)
+    return error, bound, name, largest
 
 
 def _largest(arrays: dict) -> float:
@@ -282,9 +302,9 @@ def run_case(case: Case, sessions: Dict[str, object], program, exact=None) -> Li
                 checks.append(Check(case.label, f"{step} {key}", name, ref, err, atol + SCALAR_RTOL * abs(value)))
             floor = 1e-2 * _largest(ref_grads)
             compared = {k: v for k, v in ref_grads.items() if k not in zero}
-            error, bound, where = _worst(lambda k: (GRAD_ATOL, GRAD_RTOL, floor), grads, compared)
+            error, bound, where, largest = _worst(lambda k: (GRAD_ATOL, GRAD_RTOL, floor), grads, compared)
             checks.append(Check(case.label, f"{step} gradients ({len(compared)} params)",
-                                name, ref, error, bound, where))
+                                name, ref, error, bound, where, largest))
     # 2. a short trajectory
     states = {}
     for n, s in sessions.items():
@@ -296,11 +316,11 @@ def run_case(case: Case, sessions: Dict[str, object], program, exact=None) -> Li
                 else s.generator_step(step_inputs(program, "generator", rng))
         states[n] = s.get_state()
     for name in names[1:]:
-        error, limit, where = _worst(
+        error, limit, where, largest = _worst(
             lambda k: (STATE_ATOL, SLOT_RTOL if k.startswith("optimizer/") else STATE_RTOL, 0.0),
             states[name], states[ref])
         checks.append(Check(case.label, f"state after {len(TRAJECTORY)} Adam steps", name, ref,
-                            error, limit, where))
+                            error, limit, where, largest))
     return checks
 
 
@@ -455,10 +475,10 @@ def _float64_backend(backends: Dict[str, object], registry: Registry):
 
 
 def format_table(report: Report) -> str:
-    rows = [("case", "quantity", "backend vs reference", "error", "bound", "")]
+    rows = [("case", "quantity", "backend vs reference", "largest error", "worst error/bound", "")]
     for c in report.checks:
-        rows.append((c.case, c.quantity, f"{c.backend} vs {c.reference}", f"{c.error:.2e}",
-                     f"{c.bound:.2e}", "ok" if c.passed else f"MISMATCH in {c.where}"))
+        rows.append((c.case, c.quantity, f"{c.backend} vs {c.reference}", f"{c.largest_error:.2e}",
+                     f"{c.ratio:.3f}", "ok" if c.passed else f"MISMATCH in {c.where}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
