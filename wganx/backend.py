@@ -21,6 +21,7 @@ from .ops import Ops
 from .session import Session
 
 CONTEXTS = ("cpu", "cuda", "cudnn")
+TYPE_CONFIGS = ("float", "half", "double")
 PROTOBUF_IMPLEMENTATION = "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"
 
 
@@ -41,8 +42,6 @@ def prefer_python_protobuf() -> None:
         return
     if major == "3":
         os.environ.setdefault(PROTOBUF_IMPLEMENTATION, "python")
-
-TYPE_CONFIGS = ("float", "half", "double")
 
 
 class Backend(abc.ABC):

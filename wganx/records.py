@@ -284,7 +284,10 @@ class BackendSpec:
         requires: importable top-level modules the backend needs (checked without
             importing them).
         install_hint: what to install when they are missing.
-        capabilities: e.g. ``{"cpu", "cuda", "cudnn", "half", "float64"}``.
+        capabilities: e.g. ``{"cpu", "cuda", "cudnn", "half", "double"}``: the contexts and
+            ``-t`` type configs the backend serves. ``"double"`` (float64) also makes it an
+            oracle of the second-order tests (finite differences, ``wganx parity``'s float64
+            gradients), which are skipped for a backend without it.
         description: one line.
         engines: the data-parallel engines (:data:`wganx.distributed.ENGINES`) the backend
             runs on, its :meth:`wganx.backend.Backend.replicate` starts; ``wganx bench

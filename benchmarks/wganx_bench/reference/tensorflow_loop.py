@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from wganx.backend import prefer_python_protobuf  # noqa: E402
 
 prefer_python_protobuf()  # before TensorFlow first imports protobuf
+
 import tensorflow as tf  # noqa: E402
 from tensorflow import keras  # noqa: E402
 from tensorflow.keras import layers  # noqa: E402
