@@ -44,9 +44,6 @@ class TensorFlowBackend(Backend):
         jit_compile: compile the steps with XLA; None reads ``WGANX_TF_XLA`` ("1"/"0"),
             else off (XLA measured about 15-50% slower on a 2-core CPU for the NNabla example's
             model at batch 64; not yet measured on a GPU).
-        host_transpose: transpose NCHW images to NHWC with numpy before the step (True)
-            or inside the compiled step (False, the default; the two measured within the
-            noise of a shared 2-core CPU).
     """
 
     name = "tensorflow"
@@ -54,7 +51,7 @@ class TensorFlowBackend(Backend):
     collective_timeout_s = 600.0
 
     def __init__(self, context="cpu", device_id=0, type_config="float", *,
-                 jit_compile: Optional[bool] = None, host_transpose: bool = False):
+                 jit_compile: Optional[bool] = None):
         super().__init__(context, device_id, type_config)
         if context == "cpu":
             self.device = "/CPU:0"
@@ -78,7 +75,6 @@ class TensorFlowBackend(Backend):
             else:  # measured slower on the CPU (the NNabla example arch, batch 64); not measured on a GPU
                 jit_compile = False
         self.jit_compile = bool(jit_compile)
-        self.host_transpose = bool(host_transpose)
         self.ops = TensorFlowOps()
         self.strategy = None  # a tf.distribute strategy once replicate() joined one
 

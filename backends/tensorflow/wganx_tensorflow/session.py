@@ -24,7 +24,6 @@ class TensorFlowSession(Session):
         super().__init__(backend, program)
         self.device, self.dtype = backend.device, backend.dtype
         self.np_dtype = self.dtype.as_numpy_dtype
-        self.host_transpose = backend.host_transpose
         self.strategy = backend.strategy
         self.params: Dict[str, tf.Variable] = {}
         # data-parallel: one copy of each variable per replica (a MirroredVariable)
@@ -106,30 +105,21 @@ class TensorFlowSession(Session):
             for k, v in noise.items():
                 v = np.asarray(v)
                 shapes[k] = (v.shape, self.dtype if v.dtype.kind == "f" else tf.as_dtype(v.dtype))
-        spec = {}
-        for k, (shape, dtype) in shapes.items():
-            if self.host_transpose and len(shape) == 4:
-                shape = tuple(shape[i] for i in TO_NHWC)
-            spec[k] = tf.TensorSpec(shape, dtype, name=k)
-        return spec
+        return {k: tf.TensorSpec(shape, dtype, name=k) for k, (shape, dtype) in shapes.items()}
 
     def _feed(self, inputs):
-        """numpy (NCHW) -> arrays of the session's dtype (NHWC already when host_transpose)."""
+        """numpy (NCHW) -> arrays of the session's dtype; the step transposes images to NHWC."""
         out = {}
         for k, v in inputs.items():
             v = np.asarray(v)
             if v.dtype.kind == "f":
                 v = v.astype(self.np_dtype, copy=False)
-                if self.host_transpose and v.ndim == 4:
-                    v = np.ascontiguousarray(v.transpose(TO_NHWC))
             elif k == "labels":
                 v = v.astype(np.int64, copy=False)
             out[k] = v
         return out
 
     def _graph_inputs(self, inputs):
-        if self.host_transpose:
-            return dict(inputs)
         return {k: tf.transpose(v, TO_NHWC) if v.shape.rank == 4 else v for k, v in inputs.items()}
 
     # -- steps (traced) ---------------------------------------------------------------------
