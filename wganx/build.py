@@ -10,12 +10,16 @@ import numpy as np
 
 from .algorithm import LR_DECAYS, Program, ema_name
 from .config import TrainConfig
+from .deprecation import moved
 from .errors import BackendUnavailableError, WganxError
 from .optim import OptimizerConfig, initial_state
 from .params import init_params
 from .plugins import Registry, registry as default_registry
 from .records import ArchConfig
 from .threads import resolve_threads, set_thread_env
+
+# step_inputs moved to wganx.algorithm (Algorithm 1's inputs belong with it)
+__getattr__ = moved(__name__, {"step_inputs": "wganx.algorithm.step_inputs"})
 
 
 def load_backend(name: str, context: str = "cpu", device_id: int = 0, type_config: str = "float",
