@@ -171,6 +171,12 @@ def test_two_plugins_claiming_one_name_is_an_error_naming_both_for_that_name_onl
     used = run_cli("train", "--loss", "same", "-i", "1", "--monitor-path", tmp_path / "run", env=env)
     assert used.returncode == 2 and "first-plugin" in used.stderr and "second-plugin" in used.stderr
     assert "WGANX_DISABLE_PLUGINS" in used.stderr and len(used.stderr.strip().splitlines()) == 1, used.stderr
+    assert "first-plugin:same or second-plugin:same" in used.stderr or \
+        "second-plugin:same or first-plugin:same" in used.stderr  # in the order the plugins loaded
+    chosen = run_cli("train", "--loss", "second-plugin:same", "--dataset", "8gaussians", "--maps", "8", "-b", "16",
+                     "-i", "1", "--no-progress", "--monitor-path", tmp_path / "chosen", env=env)
+    assert chosen.returncode == 0, chosen.stderr[-2000:]  # the distribution's name picks one side
+    assert json.loads((tmp_path / "chosen" / "config.json").read_text())["config"]["loss"] == "second-plugin:same"
     other = run_cli("train", "--dataset", "8gaussians", "--maps", "8", "-b", "16", "-i", "1", "--no-progress",
                     "--monitor-path", tmp_path / "other", env=env)
     assert other.returncode == 0, other.stderr[-2000:]  # other commands keep working
@@ -191,6 +197,11 @@ def test_conflict_with_a_builtin_in_process():
     with pytest.raises(PluginConflictError, match="wganx.*in-process|in-process.*wganx"):
         reg.get("loss", "wasserstein")
     assert reg.get("loss", "nonsaturating")
+    builtin, clash = reg.get("loss", "wganx:wasserstein"), reg.get("loss", "<in-process>:wasserstein")
+    assert builtin is not clash and clash.generator(None) is None and reg.get("loss", "wganx:nonsaturating")
+    with pytest.raises(UnknownNameError, match=r"'nobody:wasserstein'; choose one of: <in-process>:wasserstein, "
+                                               r"wganx:wasserstein$"):
+        reg.get("loss", "nobody:wasserstein")
 
 
 def test_plugin_raising_inside_a_hook_is_skipped():

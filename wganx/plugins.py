@@ -129,7 +129,8 @@ class Registry:
     def _conflict_error(self, kind: str, name: str) -> PluginConflictError:
         packages = [e.package for e in self._conflicts[(kind, name)]]
         return PluginConflictError(
-            f"{kind} {name!r} is registered by both {packages[0]!r} and {packages[1]!r}; uninstall one of them, "
+            f"{kind} {name!r} is registered by both {packages[0]!r} and {packages[1]!r}; choose one by its "
+            f"distribution ({packages[0]}:{name} or {packages[1]}:{name}), uninstall one of them, "
             f"or leave one out with WGANX_DISABLE_PLUGINS=<its distribution>")
 
     def conflicts(self) -> Dict[tuple, List[Entry]]:
@@ -185,6 +186,17 @@ class Registry:
         return sorted(self._entries[self._kind(kind)])
 
     def entry(self, kind: str, name: str) -> Entry:
+        """The entry of ``kind`` called ``name``; ``DISTRIBUTION:NAME`` picks the one that
+        distribution registered, which is how a name two distributions claim stays usable."""
+        package, qualified, bare = name.rpartition(":")
+        if qualified:
+            claims = self._conflicts.get((kind, bare)) or \
+                [e for e in [self._entries[self._kind(kind)].get(bare)] if e is not None]
+            for entry in claims:
+                if entry.package == package:
+                    return entry
+            raise UnknownNameError(kind, name, [f"{e.package}:{e.name}" for e in claims] or
+                                   [f"{e.package}:{e.name}" for e in self._entries[kind].values()])
         if (kind, name) in self._conflicts:
             raise self._conflict_error(kind, name)
         table = self._entries[self._kind(kind)]
