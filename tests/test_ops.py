@@ -215,3 +215,31 @@ def test_spectral_norm_with_several_iterations_agrees_across_backends():
     checks = parity.check_case(parity.Case("ops contract, spectral c1"), backends, wganx.registry(), program)
     failed = [c.as_dict() for c in checks if not c.passed]
     assert checks and not failed, json.dumps(failed, indent=1)
+
+
+def tie_architecture() -> "wganx.records.Architecture":
+    """``D(x) = sum(relu(x) + 2 |x| + 4 max(x, 0.5))`` (affine weights set to one): its input
+    gradient shows each op's derivative, at a tie included."""
+    from wganx.records import Architecture, Network, ParamSpec
+
+    def gen(ops, p, z, *, training, labels=None):
+        return ops.affine(z, p["W"], p["b"])
+
+    def critic(ops, p, x, *, training, labels=None):
+        return ops.affine(ops.relu(x) + ops.abs(x) * 2.0 + ops.maximum(x, 0.5) * 4.0, p["W"], p["b"])
+
+    g = {"W": ParamSpec((4, 4), fan_in=4, fan_out=4), "b": ParamSpec((4,), "zeros")}
+    d = {"W": ParamSpec((4, 1), "ones"), "b": ParamSpec((1,), "zeros")}
+    return Architecture(Network(g, gen), Network(d, critic), (4,))
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_relu_abs_and_maximum_have_gradient_zero_at_a_tie(name):
+    """The contract (wganx.ops): at a tie (relu and abs at 0, maximum(x, v) at x == v) the
+    derivative is 0, as torch computes it; NNabla's abs gave 1 at 0 and TensorFlow's maximum
+    gave 1 at x == v."""
+    program = parity.program_around(tie_architecture(), 4, wganx.registry())
+    session = load_backend(name).compile(program)
+    session.set_state(_state(program))
+    x = np.array([[0.0, 0.5, -1.0, 1.0]] * parity.BATCH, np.float32)  # 0: relu, abs tie; 0.5: maximum tie
+    np.testing.assert_array_equal(session.input_gradient(x), [[0.0, 1.0 + 2.0, -2.0, 1.0 + 2.0 + 4.0]] * parity.BATCH)

@@ -120,15 +120,18 @@ class Ops(abc.ABC):
 
     @abc.abstractmethod
     def layer_norm(self, x, gamma, beta, *, eps=1e-5):
-        """Per sample over all of C, H, W; ``gamma`` and ``beta`` are per channel ``(C,)``."""
+        """Per sample over all of C, H, W: ``(x - mean) / sqrt(var + eps) * gamma + beta`` with
+        the biased variance (divided by the count); ``gamma`` and ``beta`` are per channel ``(C,)``."""
 
     @abc.abstractmethod
     def instance_norm(self, x, gamma, beta, *, eps=1e-5):
-        """Per sample and channel over H, W; ``gamma`` and ``beta`` ``(C,)``."""
+        """Per sample and channel over H, W, as :meth:`layer_norm` computes (biased variance, eps
+        inside the square root); ``gamma`` and ``beta`` ``(C,)``."""
 
     # -- elementwise ----------------------------------------------------------------------
     @abc.abstractmethod
-    def relu(self, x): ...
+    def relu(self, x):
+        """``max(x, 0)``; its derivative at 0 is 0 (so are ``abs``'s at 0 and ``maximum``'s at a tie)."""
 
     @abc.abstractmethod
     def leaky_relu(self, x, slope: float): ...
@@ -147,11 +150,13 @@ class Ops(abc.ABC):
     def sqrt(self, x): ...
 
     @abc.abstractmethod
-    def abs(self, x): ...
+    def abs(self, x):
+        """``|x|``; its derivative at 0 is 0."""
 
     @abc.abstractmethod
     def maximum(self, x, value: float):
-        """Elementwise ``max(x, value)`` with a float."""
+        """Elementwise ``max(x, value)`` with a float; the derivative is 1 where ``x > value``
+        and 0 elsewhere, at ``x == value`` included."""
 
     # -- shapes and reductions ------------------------------------------------------------
     @abc.abstractmethod

@@ -239,8 +239,8 @@ class TensorFlowOps(Ops):
     def abs(self, x):
         return tf.abs(x)
 
-    def maximum(self, x, value):
-        return tf.maximum(x, tf.cast(value, x.dtype))
+    def maximum(self, x, value):  # tf.maximum's derivative is 1 at x == value; the contract's is 0
+        return tf.where(x > value, x, tf.cast(value, x.dtype))
 
     # -- shapes and reductions ------------------------------------------------------------
     def flatten(self, x):
