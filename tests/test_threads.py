@@ -51,6 +51,39 @@ def test_torch_gets_the_count_and_openmp_its_variables(restore_threads):
     assert all(os.environ[var] == "1" for var in THREAD_VARS)
 
 
+def test_a_backend_record_sets_the_variables_its_framework_reads_before_it_loads(tmp_path, monkeypatch):
+    """``BackendSpec.thread_env``: a framework that reads its thread count once, when its runtime
+    starts (XLA_FLAGS), finds it set when the backend's module is first imported."""
+    import wganx
+    from wganx.plugins import Registry
+    from wganx.records import BackendSpec
+
+    (tmp_path / "xla_like_backend.py").write_text(
+        "import os\n"
+        "from wganx.backend import Backend\n"
+        "SEEN_AT_IMPORT = os.environ.get('XLA_FLAGS')\n"
+        "class XlaLike(Backend):\n"
+        "    name = 'xla-like'\n"
+        "    def compile(self, program): raise NotImplementedError\n"
+        "    def versions(self): return {}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    for var in THREAD_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+    class Plugin:
+        @wganx.hookimpl
+        def wganx_backends(self):
+            return [BackendSpec("xla-like", "xla_like_backend:XlaLike",
+                                thread_env=lambda n: {"XLA_FLAGS": f"--xla_cpu_threads={n}"})]
+
+    load_backend("xla-like", reg=Registry.from_plugins([Plugin()], entry_points=False), threads=3)
+    import xla_like_backend
+
+    assert xla_like_backend.SEEN_AT_IMPORT == "--xla_cpu_threads=3"
+    assert all(os.environ[var] == "3" for var in THREAD_VARS)
+
+
 def test_a_trainer_applies_its_config(tmp_path, restore_threads):
     from test_safety import toy_config
     from wganx.training import Trainer

@@ -4,6 +4,7 @@ resolved into records and wired together; it compiles nothing (:meth:`wganx.back
 does)."""
 from __future__ import annotations
 
+import os
 from typing import Dict, Optional
 
 import numpy as np
@@ -36,8 +37,10 @@ def load_backend(name: str, context: str = "cpu", device_id: int = 0, type_confi
     if type_config != "float" and type_config not in spec.capabilities:
         raise BackendUnavailableError(f"backend {name!r} does not support -t {type_config}")
     threads = resolve_threads(threads)
-    if threads is not None:
-        set_thread_env(threads)  # before the framework loads: OpenMP and TensorFlow read it once
+    if threads is not None:  # before the framework loads: OpenMP, TensorFlow, XLA read them once
+        set_thread_env(threads)
+        if spec.thread_env is not None:
+            os.environ.update(spec.thread_env(threads))
     backend = spec.load()(context=context, device_id=device_id, type_config=type_config)
     backend.engines = tuple(spec.engines)
     if threads is not None:

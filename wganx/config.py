@@ -31,8 +31,8 @@ class TrainConfig:
     type_config: str = field(default="float", metadata={"help": "precision: half is mixed precision (GPU)",
                                                          "flags": ("-t",), "choices": ("float", "half")})
     threads: int = field(default=0, metadata={
-        "help": "CPU threads of torch's and TensorFlow's kernels (NNabla's CPU kernels use one); "
-                "0: the CPUs no other process keeps busy when the run starts", "shown_default": "0"})
+        "help": "CPU threads of the backend's kernels (a backend with single-threaded CPU kernels "
+                "uses one); 0: the CPUs no other process keeps busy when the run starts", "shown_default": "0"})
     distribute: str = field(default="auto", metadata={
         "help": "data-parallel engine: auto joins the job torchrun or mpirun started; mirrored and "
                 "multi-worker are tf.distribute's (docs: Scaling out)", "choices": ENGINES})

@@ -292,6 +292,11 @@ class BackendSpec:
         engines: the data-parallel engines (:data:`wganx.distributed.ENGINES`) the backend
             runs on, its :meth:`wganx.backend.Backend.replicate` starts; ``wganx bench
             --replicas`` launches the first.
+        thread_env: for a framework that reads its CPU thread count from the environment once,
+            when its runtime starts (XLA's ``XLA_FLAGS``, say): ``threads -> {variable:
+            value}``, set by the core before it imports :attr:`factory`, beside OpenMP's, MKL's
+            and OpenBLAS's variables. A framework that takes the count at run time overrides
+            :meth:`wganx.backend.Backend.set_threads` instead.
     """
 
     name: str
@@ -301,6 +306,7 @@ class BackendSpec:
     capabilities: frozenset = frozenset({"cpu"})
     description: str = ""
     engines: Sequence[str] = ()
+    thread_env: Optional[Callable[[int], Mapping[str, str]]] = None
 
     def missing(self) -> list:
         """Required modules that cannot be found, without importing any of them."""
