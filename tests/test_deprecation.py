@@ -9,6 +9,8 @@ MOVED = {
     **{f"wganx.program.{name}": f"wganx.algorithm.{name}" for name in (
         "Program", "critic_objective", "generator_objective", "EMA_PREFIX", "ema_name", "ema_decay_at",
         "split_params")},
+    **{f"wganx.nnabla_example.{name}": f"wganx_plugins.nnabla_example.{name}" for name in (
+        "import_h5", "export_h5", "example_name", "import_command", "export_command", "EXAMPLE_UPSAMPLERS")},
 }
 
 
@@ -32,8 +34,9 @@ def test_from_import_of_a_moved_name_warns_too():
 
 def test_a_name_that_never_existed_is_an_attribute_error():
     import wganx.build
+    import wganx.nnabla_example
     import wganx.program
 
-    for module in (wganx.build, wganx.program):
+    for module in (wganx.build, wganx.program, wganx.nnabla_example):
         with pytest.raises(AttributeError, match=f"module '{module.__name__}' has no attribute 'nothing'"):
             module.nothing

@@ -33,7 +33,7 @@ from .errors import Interrupted, WganxError, check_choice
 from .options import (Backend, Context, DeviceId, RawWeights, Threads, complete_choices, complete_plugin_names,
                       plugin_names, plugin_registry)
 
-BUILT_IN = ("train", "generate", "evaluate", "plugins", "parity", "import", "export")
+BUILT_IN = ("train", "generate", "evaluate", "plugins", "parity")
 
 TRAIN_EXAMPLES = """[bold]Examples[/bold]
 
@@ -194,37 +194,6 @@ def parity(backends: Annotated[Optional[List[str]], typer.Option(
     return 0 if report.passed else 1
 
 
-def import_checkpoint(source: Annotated[Path, typer.Argument(metavar="FILE.h5")],
-                      output: Annotated[Path, typer.Option("-o", "--output", metavar="CKPT.safetensors")],
-                      format: Annotated[str, typer.Option("--format", help="nnabla-h5")] = "nnabla-h5",
-                      maps: Annotated[int, typer.Option("--maps", help="the example's --maps")] = 128,
-                      up: Annotated[str, typer.Option("--up", help="nearest, linear, unpooling or deconv")] = "nearest",
-                      latent: Annotated[int, typer.Option("--latent", help="the example's --latent")] = 128,
-                      overwrite: Annotated[bool, typer.Option("--overwrite", help="replace --output")] = False) -> int:
-    """Import the NNabla WGAN-GP example's params_N.h5 as a wganx nnabla-cifar checkpoint."""
-    from .nnabla_example import import_command
-
-    _check_format(format)
-    print(f"wrote {import_command(source, output, maps=maps, up=up, latent=latent, overwrite=overwrite)}")
-    return 0
-
-
-def export_checkpoint(source: Annotated[Path, typer.Argument(metavar="CKPT.safetensors")],
-                      output: Annotated[Path, typer.Option("-o", "--output", metavar="FILE.h5")],
-                      format: Annotated[str, typer.Option("--format", help="nnabla-h5")] = "nnabla-h5",
-                      overwrite: Annotated[bool, typer.Option("--overwrite", help="replace --output")] = False) -> int:
-    """Write an nnabla-cifar checkpoint as the NNabla example's params_N.h5 (its generate.py reads it)."""
-    from .nnabla_example import export_command
-
-    _check_format(format)
-    print(f"wrote {export_command(source, output, overwrite=overwrite)}")
-    return 0
-
-
-def _check_format(fmt: str) -> None:
-    check_choice("--format", fmt, ("nnabla-h5",))
-
-
 # -- the app ------------------------------------------------------------------------------------
 
 def _version(value: bool):
@@ -286,8 +255,6 @@ def build_app(reg=None) -> typer.Typer:
     app.command("evaluate")(_guarded(evaluate.command))
     app.command("plugins")(_guarded(plugins))
     app.command("parity")(_guarded(parity))
-    app.command("import")(_guarded(import_checkpoint))
-    app.command("export")(_guarded(export_checkpoint))
     try:
         commands = (reg or plugin_registry()).entries("command")
     except WganxError:
