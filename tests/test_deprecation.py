@@ -6,6 +6,8 @@ import pytest
 
 MOVED = {
     "wganx.build.step_inputs": "wganx.algorithm.step_inputs",
+    "wganx.errors.notice": "wganx.notices.notice",
+    "wganx.errors.silence_notices": "wganx.notices.silence_notices",
     **{f"wganx.program.{name}": f"wganx.algorithm.{name}" for name in (
         "Program", "critic_objective", "generator_objective", "EMA_PREFIX", "ema_name", "ema_decay_at",
         "split_params")},

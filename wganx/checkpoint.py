@@ -19,7 +19,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .errors import WganxError, notice
+from .errors import WganxError
+from .notices import notice
 
 FORMAT_VERSION = 1
 FORMAT = f"wganx-checkpoint-{FORMAT_VERSION}"

@@ -1,4 +1,5 @@
 """Errors that the CLI turns into one clean line instead of a stack trace."""
+from .deprecation import moved
 
 
 class WganxError(Exception):
@@ -43,17 +44,5 @@ def check_choice(flag: str, value, allowed) -> None:
         raise WganxError(f"{flag} must be one of {', '.join(map(str, allowed))}, got {value!r}")
 
 
-_NOTICES = {"on": True}
-
-
-def silence_notices() -> None:
-    """Keep :func:`notice` quiet in this process (a data-parallel replica that does not write)."""
-    _NOTICES["on"] = False
-
-
-def notice(message: str) -> None:
-    """Tell the user, in one line on stderr, something wganx did for them (not an error)."""
-    import sys
-
-    if _NOTICES["on"]:
-        print(f"wganx: {message}", file=sys.stderr, flush=True)
+# notice and silence_notices moved to wganx.notices (they are not errors)
+__getattr__ = moved(__name__, {"notice": "wganx.notices.notice", "silence_notices": "wganx.notices.silence_notices"})

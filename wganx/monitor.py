@@ -11,7 +11,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .checkpoint import atomic_write
-from .errors import notice
+from .notices import notice
 
 LOSS_COLUMNS = ("iteration", "critic_loss", "generator_loss", "penalty", "negative_critic_loss",
                 "wasserstein_estimate", "elapsed_s")

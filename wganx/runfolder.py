@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from . import checkpoint
-from .errors import WganxError, notice
+from .errors import WganxError
+from .notices import notice
 
 LOCK_NAME = ".wganx.lock"
 RUN_MARKERS = ("config.json", "losses.csv")  # with params_*.safetensors: a folder holding a run

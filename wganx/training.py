@@ -24,7 +24,8 @@ from .build import build_program, check_critic_norm, initial_arrays, load_backen
 from .config import TrainConfig, flag_name
 from .data import Prefetcher
 from .distributed import ReplicaLost, check_launch, local_batch, process_index
-from .errors import BackendUnavailableError, Interrupted, WganxError, notice, silence_notices
+from .errors import BackendUnavailableError, Interrupted, WganxError
+from .notices import notice, silence_notices
 from .progress import TrainingProgress
 from .plugins import registry as default_registry
 from .runfolder import RunFolder, describe_os_error

@@ -33,7 +33,8 @@ import numpy as np
 
 from wganx import __version__, checkpoint
 from wganx.config import TrainConfig
-from wganx.errors import WganxError, notice
+from wganx.errors import WganxError
+from wganx.notices import notice
 
 EXAMPLE_UPSAMPLERS = ("nearest", "linear", "unpooling", "deconv")
 H5_NAME = re.compile(r"params_(\d+)\.h5$")

@@ -25,7 +25,8 @@ from typing import Optional
 from wganx.algorithm import Program
 from wganx.backend import Backend
 from wganx.distributed import AUTO, SINGLE, TF_CPU_DEVICES_ENV as CPU_DEVICES_ENV, Replicas, launched_by, tf_config
-from wganx.errors import BackendUnavailableError, WganxError, notice
+from wganx.errors import BackendUnavailableError, WganxError
+from wganx.notices import notice
 
 from .ops import TensorFlowOps
 from .replicas import strategy_for
