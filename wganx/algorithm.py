@@ -133,13 +133,13 @@ def _labels(inputs):
     return inputs.get("labels")
 
 
-def critic_objective(ops, program: Program, pg: Mapping, pd: Mapping, inputs: Mapping) -> Dict:
+def critic_objective(ops, program: Program, pg: Mapping, pc: Mapping, inputs: Mapping) -> Dict:
     """The critic's loss on one batch: adversarial loss plus ``lambda`` times the penalty.
 
     Args:
         ops: the backend's :class:`wganx.ops.Ops`.
         program: the program being compiled.
-        pg, pd: generator and critic parameters as backend tensors, by canonical name.
+        pg, pc: generator and critic parameters as backend tensors, by canonical name.
         inputs: backend tensors ``real``, ``z``, optional ``labels`` and the
             regularizer's noise (e.g. ``eps``), all drawn by the core.
 
@@ -154,26 +154,26 @@ def critic_objective(ops, program: Program, pg: Mapping, pd: Mapping, inputs: Ma
         fake = ops.stop_gradient(G.forward(ops, pg, inputs["z"], training=True, labels=labels))
 
     def critic(x):
-        return D.forward(ops, pd, x, training=True, labels=labels)
+        return D.forward(ops, pc, x, training=True, labels=labels)
 
     d_real, d_fake = critic(inputs["real"]), critic(fake)
     loss = program.loss.critic(ops, d_real, d_fake)
     out = {"wasserstein": ops.mean(d_real) - ops.mean(d_fake)}
-    reg = program.regularizer
-    if reg.penalty is not None:
-        penalty = reg.penalty(ops, critic, inputs["real"], fake, inputs)
+    regularizer = program.regularizer
+    if regularizer.penalty is not None:
+        penalty = regularizer.penalty(ops, critic, inputs["real"], fake, inputs)
         loss = loss + program.penalty_weight * penalty
         out["penalty"] = penalty
     out["loss"] = loss
     return out
 
 
-def generator_objective(ops, program: Program, pg: Mapping, pd: Mapping, inputs: Mapping) -> Dict:
+def generator_objective(ops, program: Program, pg: Mapping, pc: Mapping, inputs: Mapping) -> Dict:
     """The generator's loss on one batch of latent codes: ``{"loss"}``."""
     G, D = program.arch.generator, program.arch.critic
     labels = _labels(inputs)
     fake = G.forward(ops, pg, inputs["z"], training=True, labels=labels)
-    return {"loss": program.loss.generator(ops, D.forward(ops, pd, fake, training=True, labels=labels))}
+    return {"loss": program.loss.generator(ops, D.forward(ops, pc, fake, training=True, labels=labels))}
 
 
 OBJECTIVES = {"critic": critic_objective, "generator": generator_objective}
@@ -222,5 +222,5 @@ def state_shapes(program: Program) -> Dict[str, tuple]:
 def split_params(params: Mapping) -> tuple:
     """``{"generator/x": ..., "critic/y": ...}`` -> ``({"x": ...}, {"y": ...})``."""
     pg = {k[len("generator/"):]: v for k, v in params.items() if k.startswith("generator/")}
-    pd = {k[len("critic/"):]: v for k, v in params.items() if k.startswith("critic/")}
-    return pg, pd
+    pc = {k[len("critic/"):]: v for k, v in params.items() if k.startswith("critic/")}
+    return pg, pc

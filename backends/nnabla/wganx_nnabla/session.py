@@ -121,10 +121,10 @@ class NNablaSession(Session):
         if kind in ("critic", "generator"):
             fn = OBJECTIVES[kind]
             pg = self._net_params("generator", kind == "generator")
-            pd = self._net_params("critic", kind == "critic")
+            pc = self._net_params("critic", kind == "critic")
             self.ops.grad_scale = self.scale_var if self.half else None
             try:
-                values = fn(self.ops, self.program, pg, pd, t)
+                values = fn(self.ops, self.program, pg, pc, t)
             finally:
                 self.ops.grad_scale = None
             outputs = {k: _v(v) for k, v in values.items()}
@@ -132,14 +132,14 @@ class NNablaSession(Session):
             pg = self._net_params("generator" if kind == "generate" else ema_name("generator"), False)
             outputs = {"x": _v(G.forward(self.ops, pg, t["z"], training=False, labels=t.get("labels")))}
         elif kind == "critic_values":
-            pd = self._net_params("critic", False)
-            outputs = {"y": _v(D.forward(self.ops, pd, t["x"], training=False, labels=t.get("labels")))}
+            pc = self._net_params("critic", False)
+            outputs = {"y": _v(D.forward(self.ops, pc, t["x"], training=False, labels=t.get("labels")))}
         elif kind == "input_gradient":
-            pd = self._net_params("critic", False)
+            pc = self._net_params("critic", False)
             self.ops.grad_scale = self.scale_var if self.half else None
             try:
                 _, g = self.ops.input_grad(
-                    lambda v: D.forward(self.ops, pd, v, training=False, labels=t.get("labels")), t["x"])
+                    lambda v: D.forward(self.ops, pc, v, training=False, labels=t.get("labels")), t["x"])
             finally:
                 self.ops.grad_scale = None
             outputs = {"g": _v(g)}

@@ -45,7 +45,7 @@ class TensorFlowSession(Session):
             # the loss scale as the traced steps read it; the policy (wganx.session.LossScale) sets it
             self.scale_var = tf.Variable(self.loss_scale.scale, dtype=tf.float32, trainable=False,
                                          name="loss_scale") if self.half else None
-        self.pg, self.pd = split_params(self.params)
+        self.pg, self.pc = split_params(self.params)
         self.pg_ema = split_params({k[len(EMA_PREFIX):]: v for k, v in self.params.items()
                                     if k.startswith(EMA_PREFIX)})[0]
         self.ema = [(self.params[a], self.params[p]) for a, p in self.ema_pairs]
@@ -126,10 +126,10 @@ class TensorFlowSession(Session):
     def _objective(self, step, inputs):
         fn = OBJECTIVES[step]
         if not self.half:
-            return fn(self.ops, self.program, self.pg, self.pd, inputs)
+            return fn(self.ops, self.program, self.pg, self.pc, inputs)
         self.ops.grad_scale, self.ops.compute_dtype = self.scale_var, tf.float16
         try:
-            values = fn(self.ops, self.program, self.pg, self.pd, inputs)
+            values = fn(self.ops, self.program, self.pg, self.pc, inputs)
         finally:
             self.ops.grad_scale, self.ops.compute_dtype = None, None
         return {k: tf.cast(v, tf.float32) for k, v in values.items()}
@@ -261,14 +261,14 @@ class TensorFlowSession(Session):
 
     def _critic_graph(self, inputs):
         inputs = self._graph_inputs(inputs)
-        return self.program.arch.critic.forward(self.ops, self.pd, inputs["x"], training=False,
+        return self.program.arch.critic.forward(self.ops, self.pc, inputs["x"], training=False,
                                                 labels=inputs.get("labels"))
 
     def _input_gradient_graph(self, inputs):
         inputs = self._graph_inputs(inputs)
         critic = self.program.arch.critic
         _, g = self.ops.input_grad(
-            lambda v: critic.forward(self.ops, self.pd, v, training=False, labels=inputs.get("labels")),
+            lambda v: critic.forward(self.ops, self.pc, v, training=False, labels=inputs.get("labels")),
             inputs["x"])
         return g
 

@@ -32,7 +32,7 @@ class TorchSession(Session):
             self.params[full].requires_grad_(spec.trainable)
         for average, param in self.ema_pairs:  # beside the parameters, so states hold them
             self.params[average] = torch.zeros_like(self.params[param]).detach()
-        self.pg, self.pd = split_params(self.params)
+        self.pg, self.pc = split_params(self.params)
         self.pg_ema = split_params({k[len(EMA_PREFIX):]: v for k, v in self.params.items()
                                     if k.startswith(EMA_PREFIX)})[0]
         pairs = [(self.params[a], self.params[p]) for a, p in self.ema_pairs]
@@ -81,11 +81,11 @@ class TorchSession(Session):
         fn = OBJECTIVES[step]
         self.ops.deferred.clear()  # what an earlier gradients() or failed step left
         if not self.half:
-            return fn(self.ops, self.program, self.pg, self.pd, inputs)
+            return fn(self.ops, self.program, self.pg, self.pc, inputs)
         self.ops.grad_scale = self.loss_scale.scale
         try:
             with torch.autocast(self.device.type, dtype=torch.float16):
-                values = fn(self.ops, self.program, self.pg, self.pd, inputs)
+                values = fn(self.ops, self.program, self.pg, self.pc, inputs)
         finally:
             self.ops.grad_scale = None
         return {k: v.float() for k, v in values.items()}
@@ -222,7 +222,7 @@ class TorchSession(Session):
     @torch.no_grad()
     def _critic_values(self, inputs):
         inputs = self._inputs(inputs)
-        y = self.program.arch.critic.forward(self.ops, self.pd, inputs["x"], training=False,
+        y = self.program.arch.critic.forward(self.ops, self.pc, inputs["x"], training=False,
                                              labels=inputs.get("labels"))
         return self._numpy(y)
 
@@ -230,6 +230,6 @@ class TorchSession(Session):
         inputs = self._inputs(inputs)
         critic = self.program.arch.critic
         _, g = self.ops.input_grad(
-            lambda v: critic.forward(self.ops, self.pd, v, training=False, labels=inputs.get("labels")),
+            lambda v: critic.forward(self.ops, self.pc, v, training=False, labels=inputs.get("labels")),
             inputs["x"])
         return self._numpy(g)
