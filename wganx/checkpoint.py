@@ -165,13 +165,19 @@ def load(path) -> Tuple[Dict[str, np.ndarray], dict]:
     return arrays, meta
 
 
-def checkpoints(folder) -> List[Path]:
-    """The ``params_*.safetensors`` files of ``folder``, oldest iteration first."""
+def by_iteration(folder, pattern: re.Pattern) -> List[Path]:
+    """The files of ``folder`` whose names match ``pattern`` (its group 1 the iteration), oldest
+    iteration first: by the number, since names sort ``params_1000000`` before ``params_999999``."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := PATTERN.match(p.name))]
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := pattern.match(p.name))]
     return [p for _, p in sorted(found)]
+
+
+def checkpoints(folder) -> List[Path]:
+    """The ``params_*.safetensors`` files of ``folder``, oldest iteration first."""
+    return by_iteration(folder, PATTERN)
 
 
 def latest(folder) -> Optional[Path]:

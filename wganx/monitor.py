@@ -10,12 +10,11 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .checkpoint import atomic_write
+from .checkpoint import atomic_write, by_iteration
 from .notices import notice
 
 LOSS_COLUMNS = ("iteration", "critic_loss", "generator_loss", "penalty", "negative_critic_loss",
                 "wasserstein_estimate", "elapsed_s")
-SAMPLE_PATTERN = re.compile(r"^(fixed|train)_(\d+)\.png$")  # samples/fixed_000100.png, samples/train_000100.png
 
 
 def sample_name(kind: str, iteration: int) -> str:
@@ -25,14 +24,8 @@ def sample_name(kind: str, iteration: int) -> str:
 
 
 def sample_tiles(folder, kind: str = "fixed") -> List[Path]:
-    """The ``kind`` tiles in ``folder`` (a run's ``samples``), oldest iteration first: ordered by
-    the number, since the names sort ``fixed_1000000.png`` before ``fixed_999999.png``."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(2)), p) for p in folder.iterdir()
-             if (m := SAMPLE_PATTERN.match(p.name)) and m.group(1) == kind]
-    return [p for _, p in sorted(found)]
+    """The ``kind`` tiles in ``folder`` (a run's ``samples``), oldest iteration first."""
+    return by_iteration(folder, re.compile(rf"^{kind}_(\d+)\.png$"))
 
 
 def _pyplot():
