@@ -35,7 +35,6 @@ def pytest_sessionstart(session):
     installed wheels, so wganx's modules and entry points found in this source tree are an error."""
     if os.environ.get("WGANX_TEST_INSTALLED") != "wheels":
         return
-    import importlib
     import json
     import sys
     from importlib import metadata

@@ -190,13 +190,12 @@ class Registry:
         distribution registered, which is how a name two distributions claim stays usable."""
         package, qualified, bare = name.rpartition(":")
         if qualified:
-            claims = self._conflicts.get((kind, bare)) or \
-                [e for e in [self._entries[self._kind(kind)].get(bare)] if e is not None]
+            table = self._entries[self._kind(kind)]
+            claims = self._conflicts.get((kind, bare)) or ([table[bare]] if bare in table else list(table.values()))
             for entry in claims:
-                if entry.package == package:
+                if entry.package == package and entry.name == bare:
                     return entry
-            raise UnknownNameError(kind, name, [f"{e.package}:{e.name}" for e in claims] or
-                                   [f"{e.package}:{e.name}" for e in self._entries[kind].values()])
+            raise UnknownNameError(kind, name, [f"{e.package}:{e.name}" for e in claims])
         if (kind, name) in self._conflicts:
             raise self._conflict_error(kind, name)
         table = self._entries[self._kind(kind)]
