@@ -73,22 +73,19 @@ NEWEST_DISTS := ./ ./backends/torch/ ./backends/tensorflow/ ./plugins/example/ .
 $(NEWEST_VENV)/.installed: $(PYPROJECTS)
 	@$(call make_venv,$(NEWEST_VENV),$(call find_python,$(NEWEST_PYTHON_VERSION)),$(NEWEST_PYTHON_VERSION))
 	$(NEWEST_PY) -m pip install --quiet --upgrade pip
-	$(MAKE) --no-print-directory newest-wheels
-	$(NEWEST_PY) -m pip install --quiet --upgrade --upgrade-strategy eager \
-		"$$(ls $(NEWEST_WHEELS)/wganx-*.whl)[test,docs,digits,tensorboard]" $(NEWEST_WHEELS)/wganx_*.whl
 	@touch $@
 
 # setuptools builds in each folder's build/ and would reuse a stale one (a deleted module included)
 BUILD_DIRS := $(addsuffix build,$(NEWEST_DISTS))
 
-.PHONY: newest-wheels
-newest-wheels:
+# The wheels of this tree; the newest releases of what they need (eager, so a venv kept from an
+# earlier run moves up too); then the wheels themselves again, as their version does not change.
+test-newest: $(NEWEST_VENV)/.installed
 	rm -rf $(NEWEST_WHEELS) $(BUILD_DIRS)
 	$(NEWEST_PY) -m pip wheel --quiet --no-deps -w $(NEWEST_WHEELS) $(NEWEST_DISTS)
 	rm -rf $(BUILD_DIRS)
-
-test-newest: $(NEWEST_VENV)/.installed
-	$(MAKE) --no-print-directory newest-wheels
+	$(NEWEST_PY) -m pip install --quiet --upgrade --upgrade-strategy eager \
+		"$$(ls $(NEWEST_WHEELS)/wganx-*.whl)[test,docs,digits,tensorboard]" $(NEWEST_WHEELS)/wganx_*.whl
 	$(NEWEST_PY) -m pip install --quiet --no-deps --force-reinstall $(NEWEST_WHEELS)/*.whl
 	@$(NEWEST_PY) -m pip list --format freeze | grep -iE '^(numpy|torch|tensorflow|typer|safetensors|matplotlib|scipy|protobuf|wganx.*)=='
 	cd "$$(mktemp -d)" && WGANX_REQUIRE_BACKENDS=torch,tensorflow WGANX_TEST_INSTALLED=wheels \
