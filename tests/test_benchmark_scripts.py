@@ -133,7 +133,8 @@ def test_sigterm_stops_the_worker_processes_too(tmp_path):
         while time.monotonic() < deadline and any(alive(pid) for pid in workers):
             time.sleep(0.2)
         assert not [pid for pid in workers if alive(pid)], "worker processes outlived the benchmark"
-        assert len(list((tmp_path / "work").iterdir())) == 2, "a queued run started after SIGTERM"
+        # at most the two the workers had begun (on a busy machine the second may not have yet)
+        assert len(list((tmp_path / "work").iterdir())) <= 2, "a queued run started after SIGTERM"
     finally:
         for pid in [proc.pid, *workers]:
             if alive(pid):
