@@ -8,6 +8,7 @@ MOVED = {
     "wganx.build.step_inputs": "wganx.algorithm.step_inputs",
     "wganx.errors.notice": "wganx.notices.notice",
     "wganx.errors.silence_notices": "wganx.notices.silence_notices",
+    "wganx.distributed.TF_CPU_DEVICES_ENV": "wganx_tensorflow.plugin.CPU_DEVICES_ENV",
     **{f"wganx.program.{name}": f"wganx.algorithm.{name}" for name in (
         "Program", "critic_objective", "generator_objective", "EMA_PREFIX", "ema_name", "ema_decay_at",
         "split_params")},
@@ -24,6 +25,8 @@ def _resolve(dotted):
 @pytest.mark.parametrize("old", sorted(MOVED))
 def test_a_moved_name_warns_with_its_new_place_and_is_the_same_object(old):
     new = MOVED[old]
+    if new.startswith("wganx_tensorflow."):
+        pytest.importorskip("wganx_tensorflow")
     with pytest.warns(DeprecationWarning, match=rf"^{old} moved to {new}; the old name goes in wganx 0\.3$"):
         value = _resolve(old)
     assert value is _resolve(new)

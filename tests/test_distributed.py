@@ -22,8 +22,11 @@ import pytest
 
 from wganx import checkpoint
 from wganx.cli import main as cli_main
-from wganx.distributed import Replicas, check_engine, check_launch, launched_by, local_batch, replica_slice
+from wganx.config import TrainConfig
+from wganx.distributed import (Replicas, check_engine, check_launch, engine_names, launched_by, local_batch,
+                               replica_slice)
 from wganx.errors import WganxError
+from wganx.records import BackendSpec, EngineSpec
 
 from conftest import available_backends
 
@@ -113,29 +116,49 @@ def test_global_batch_slices_and_divides():
         local_batch(30, Replicas(size=4, engine="torchrun"))
 
 
-def test_launchers_are_recognised(monkeypatch):
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "TORCHELASTIC_RUN_ID", "OMPI_COMM_WORLD_SIZE",
-                 "OMPI_COMM_WORLD_RANK", "PMI_SIZE", "PMI_RANK", "PMIX_SIZE", "PMIX_RANK", "TF_CONFIG"):
+LAUNCHER_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "TORCHELASTIC_RUN_ID", "OMPI_COMM_WORLD_SIZE",
+                      "OMPI_COMM_WORLD_RANK", "PMI_SIZE", "PMI_RANK", "PMIX_SIZE", "PMIX_RANK", "TF_CONFIG")
+
+
+@pytest.fixture
+def no_launcher(monkeypatch):
+    for name in LAUNCHER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@needs_torch
+def test_launchers_are_recognised_through_the_engines_backends_declare(no_launcher):
     assert launched_by() is None
-    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
-    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "3")
-    assert launched_by() == ("mpirun", 4, 3)
-    monkeypatch.delenv("OMPI_COMM_WORLD_SIZE")
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
-                                                "task": {"type": "worker", "index": 1}}))
-    assert launched_by() == ("TF_CONFIG", 2, 1)
-    monkeypatch.setenv("TF_CONFIG", "{not json")
-    with pytest.raises(WganxError, match="TF_CONFIG is not valid JSON"):
-        launched_by()
-    monkeypatch.delenv("TF_CONFIG")
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("LOCAL_RANK", "1")
-    monkeypatch.setenv("RANK", "1")
+    no_launcher.setenv("WORLD_SIZE", "2")
+    no_launcher.setenv("LOCAL_RANK", "1")
+    no_launcher.setenv("RANK", "1")
     assert launched_by() == ("torchrun", 2, 1)
-    # two processes of torchrun must not each train alone on a backend that cannot join them
-    with pytest.raises(WganxError, match="one of 2 that torchrun started, but backend 'nnabla' runs them as 1 job"):
+    # two processes of torchrun must not each train alone on a backend that cannot join them;
+    # the message says how each installed backend is launched, from their records
+    with pytest.raises(WganxError, match="one of 2 that torchrun started, but backend 'nnabla' runs them as 1 job.*"
+                                         "torch under torchrun, e.g. torchrun --standalone"):
         check_launch("nnabla", Replicas())
+    no_launcher.setenv("WORLD_SIZE", "two")
+    with pytest.raises(WganxError, match="torchrun set a world size 'two' and rank '1' that are not numbers"):
+        launched_by()
+    no_launcher.setenv("WORLD_SIZE", "1")  # one process: not a job
+    assert launched_by() is None
+
+
+def test_the_core_offers_the_engines_the_installed_backends_declare():
+    from wganx.plugins import registry
+
+    declared = [e for entry in registry().entries("backend") for e in entry.record.engine_names]
+    assert engine_names() == ("auto", "none", *dict.fromkeys(declared))
+    with pytest.raises(WganxError, match="--distribute must be one of auto, none"):
+        TrainConfig(distribute="horovod").validate()
+
+
+def test_a_record_may_name_its_engines_bare():
+    spec = BackendSpec("third", factory="x:Y", engines=("pmix-engine", EngineSpec("other", launcher="l")))
+    assert spec.engine_names == ("pmix-engine", "other")
+    assert spec.engines[0] == EngineSpec("pmix-engine")  # no launcher to recognise
 
 
 def test_engines_are_checked():

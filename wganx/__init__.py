@@ -6,8 +6,8 @@ only when that backend is asked for.
 from .errors import WganxError, UnknownNameError, PluginConflictError, BackendUnavailableError
 from .hookspecs import hookimpl
 from .records import (
-    ArchConfig, Architecture, ArchitectureSpec, BackendSpec, CommandSpec, DatasetSpec, FeatureSpec, LossSpec,
-    MetricSpec, Network, ParamSpec, RegularizerSpec, UpsamplerSpec,
+    ArchConfig, Architecture, ArchitectureSpec, BackendSpec, CommandSpec, DatasetSpec, EngineSpec, FeatureSpec,
+    LossSpec, MetricSpec, Network, ParamSpec, RegularizerSpec, UpsamplerSpec,
 )
 from . import plugins
 from .plugins import registry
@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArchConfig", "Architecture", "ArchitectureSpec", "BackendSpec", "BackendUnavailableError", "CommandSpec",
-    "DatasetSpec", "FeatureSpec", "LossSpec", "MetricSpec", "Network", "ParamSpec", "PluginConflictError",
+    "DatasetSpec", "EngineSpec", "FeatureSpec", "LossSpec", "MetricSpec", "Network", "ParamSpec", "PluginConflictError",
     "RegularizerSpec", "UnknownNameError", "UpsamplerSpec", "WganxError", "hookimpl",
     "plugins", "registry", "__version__",
 ]

@@ -42,7 +42,7 @@ def load_backend(name: str, context: str = "cpu", device_id: int = 0, type_confi
         if spec.thread_env is not None:
             os.environ.update(spec.thread_env(threads))
     backend = spec.load()(context=context, device_id=device_id, type_config=type_config)
-    backend.engines = tuple(spec.engines)
+    backend.engines = spec.engine_names
     if threads is not None:
         backend.set_threads(threads)
     return backend

@@ -27,8 +27,8 @@ import typer
 from typing_extensions import Annotated
 
 from . import __version__
-from .config import (CONTEXTS, PLUGIN_FIELDS, SECTIONS, TrainConfig, base_type, default_of, flag_name, from_user,
-                     load_toml)
+from .config import (CONTEXTS, PLUGIN_FIELDS, SECTIONS, TrainConfig, base_type, default_of, field_choices, flag_name,
+                     from_user, load_toml)
 from .errors import Interrupted, WganxError, check_choice
 from .options import (Backend, Context, DeviceId, RawWeights, Threads, complete_choices, complete_plugin_names,
                       plugin_names, plugin_registry)
@@ -53,7 +53,7 @@ def _train_option(f) -> inspect.Parameter:
     shown = meta.get("shown_default") or ("off" if default is None or default is False
                                           else "on" if default is True else default)
     help_text = meta.get("help", "")
-    choices = meta.get("choices") or (plugin_names(PLUGIN_FIELDS[f.name]) if f.name in PLUGIN_FIELDS else None)
+    choices = field_choices(f) or (plugin_names(PLUGIN_FIELDS[f.name]) if f.name in PLUGIN_FIELDS else None)
     if choices:
         help_text += f" [dim]\\[{' | '.join(choices)}][/dim]"
     help_text += f" [dim]\\[default: {shown}][/dim]"

@@ -13,7 +13,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Optional
 
 from .algorithm import LR_DECAYS
-from .distributed import ENGINES
+from .distributed import engine_names
 from .errors import WganxError, check_choice
 from .optim import OPTIMIZERS
 
@@ -34,8 +34,8 @@ class TrainConfig:
         "help": "CPU threads of the backend's kernels (a backend with single-threaded CPU kernels "
                 "uses one); 0: the CPUs no other process keeps busy when the run starts", "shown_default": "0"})
     distribute: str = field(default="auto", metadata={
-        "help": "data-parallel engine: auto joins the job torchrun or mpirun started; mirrored and "
-                "multi-worker are tf.distribute's (docs: Scaling out)", "choices": ENGINES})
+        "help": "data-parallel engine: auto joins the job a launcher started, none stays alone, the others "
+                "are the installed backends' (docs: Scaling out)", "choices": engine_names})
     sync_batch_norm: bool = field(default=True, metadata={
         "help": "data-parallel batch norm uses the global batch's statistics (as one process does)"})
     # -- the model --
@@ -117,8 +117,8 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         for f in fields(self):
-            if f.metadata.get("choices"):
-                check_choice(f"--{flag_name(f.name)}", getattr(self, f.name), f.metadata["choices"])
+            if field_choices(f):
+                check_choice(f"--{flag_name(f.name)}", getattr(self, f.name), field_choices(f))
         for name in ("batch_size", "max_iter", "n_critic", "save_interval", "log_interval", "maps",
                      "latent", "image_size", "num_samples"):
             if getattr(self, name) < 1:
@@ -209,6 +209,12 @@ SECTIONS = {
 # Fields that name a plugin, and the plugin kind (their choices come from the registry).
 PLUGIN_FIELDS = {"backend": "backend", "arch": "architecture", "up": "upsampler", "loss": "loss",
                  "regularizer": "regularizer", "dataset": "dataset"}
+
+
+def field_choices(f) -> tuple:
+    """A field's fixed choices; a callable gives those of the installed plugins (engines)."""
+    choices = f.metadata.get("choices", ())
+    return tuple(choices() if callable(choices) else choices)
 
 
 def flag_name(name: str) -> str:

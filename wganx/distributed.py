@@ -8,26 +8,24 @@ update. Each objective is a mean over samples and the gradient penalty is per sa
 ``n``-replica step equals the one-process step on the global batch up to the order of float
 additions. Only the writer (process 0) touches the run folder.
 
-The engines are the frameworks' own: torchrun and ``torch.distributed`` (``torchrun``),
-``tf.distribute`` (``mirrored``, ``multi-worker``) and NNabla's communicator under mpirun
-(``mpi``). A backend names those it runs on (:attr:`wganx.backend.Backend.engines`) and
-starts one in :meth:`wganx.backend.Backend.replicate`.
+The engines are the frameworks' own, and each is declared by the backend that runs on it
+(:class:`wganx.records.EngineSpec` in its :class:`~wganx.records.BackendSpec`): its name for
+``--distribute``, and how its launcher's environment says that a process is one of several.
+The core knows no engine by name: ``--distribute`` offers ``auto``, ``none`` and the union
+of what the installed backends register (:func:`engine_names`).
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional
+from typing import Dict, List, Mapping, Optional
 
+from .deprecation import moved
 from .errors import WganxError
 
 AUTO, NONE = "auto", "none"
-ENGINES = (AUTO, NONE, "torchrun", "mirrored", "multi-worker", "mpi")
-# N > 1 splits the CPU into N logical devices for TensorFlow's --distribute mirrored on -c cpu
-# (to try data parallelism on a machine without GPUs; TensorFlow has no switch of its own).
-TF_CPU_DEVICES_ENV = "WGANX_TF_CPU_DEVICES"
-
+# TensorFlow's logical CPU devices belong to its backend now
+__getattr__ = moved(__name__, {"TF_CPU_DEVICES_ENV": "wganx_tensorflow.plugin.CPU_DEVICES_ENV"})
 
 class ReplicaLost(WganxError):
     """A collective failed: another replica stopped (or its connection broke)."""
@@ -87,55 +85,54 @@ def replica_slice(inputs: Mapping, index: int, size: int) -> Dict:
     return out
 
 
-# -- the launchers' environments ---------------------------------------------------------------
+# -- the engines the backends declare, and their launchers' environments -------------------------
+def engines() -> List:
+    """``(backend name, EngineSpec)`` of every installed backend, in the registry's order."""
+    from .plugins import registry
+
+    return [(entry.name, engine) for entry in registry().entries("backend") for engine in entry.record.engines]
+
+
+def engine_names() -> tuple:
+    """What ``--distribute`` takes: ``auto``, ``none`` and every registered engine."""
+    return (AUTO, NONE) + tuple(dict.fromkeys(engine.name for _, engine in engines()))
+
+
 def launched_by() -> Optional[tuple]:
     """``(launcher, processes, process)`` when this process is one of several that a launcher
-    started (torchrun, mpirun, a TensorFlow cluster in ``TF_CONFIG``), else None.
+    of a registered engine started (:attr:`wganx.records.EngineSpec.detect`), else None.
 
     Read before anything heavy, so that only the writer ever checks or locks the run folder.
     """
-    env = os.environ
-    if "TORCHELASTIC_RUN_ID" in env or ("WORLD_SIZE" in env and "LOCAL_RANK" in env):
-        return _launch("torchrun", env.get("WORLD_SIZE", "1"), env.get("RANK", "0"))
-    for size, rank in (("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"), ("PMI_SIZE", "PMI_RANK"),
-                       ("PMIX_SIZE", "PMIX_RANK")):  # Open MPI, MPICH / Intel MPI, PMIx
-        if size in env:
-            return _launch("mpirun", env[size], env.get(rank, "0"))
-    if env.get("TF_CONFIG"):
-        cluster, task = tf_config()
-        workers = sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
-        index = task.get("index", 0) + (len(cluster.get("chief", [])) if task.get("type") == "worker" else 0)
-        return ("TF_CONFIG", workers, index) if workers > 1 else None
+    for _, engine in engines():
+        found = engine.detect(os.environ) if engine.detect else None
+        if found is not None and found[0] > 1:
+            return (engine.launcher or engine.name,) + tuple(found)
     return None
 
 
-def _launch(name: str, size: str, rank: str) -> Optional[tuple]:
-    try:
-        size_, rank_ = int(size), int(rank)
-    except ValueError:
-        raise WganxError(f"{name} set a world size {size!r} and rank {rank!r} that are not numbers") from None
-    return (name, size_, rank_) if size_ > 1 else None
-
-
-def launch_of(engine: str, launcher_name: str, example: str) -> Optional[tuple]:
-    """``launched_by()`` when ``launcher_name`` started this process; None when it did not and
-    ``engine`` is ``auto`` (the process stays alone); else a one-line error showing ``example``."""
-    launch = launched_by()
-    if launch is not None and launch[0] == launcher_name:
-        return launch
-    if engine == AUTO:
+def world_from_env(environ: Mapping[str, str], launcher: str, size: str, rank: str) -> Optional[tuple]:
+    """``(processes, process)`` from a launcher's variables ``size`` and ``rank`` (None when
+    ``size`` is unset): the :attr:`~wganx.records.EngineSpec.detect` of most launchers."""
+    if size not in environ:
         return None
-    raise WganxError(f"--distribute {engine}: start wganx with {launcher_name}, e.g. {example}")
-
-
-def tf_config() -> tuple:
-    """``(cluster, task)`` of ``TF_CONFIG`` (TensorFlow's multi-worker description)."""
     try:
-        spec = json.loads(os.environ["TF_CONFIG"])
-        return dict(spec.get("cluster", {})), dict(spec.get("task", {}))
-    except (ValueError, AttributeError, TypeError):
-        raise WganxError("TF_CONFIG is not valid JSON of the form "
-                         '{"cluster": {"worker": [...]}, "task": {"type": "worker", "index": 0}}') from None
+        return int(environ[size]), int(environ.get(rank, "0"))
+    except ValueError:
+        raise WganxError(f"{launcher} set a world size {environ[size]!r} and rank "
+                         f"{environ.get(rank)!r} that are not numbers") from None
+
+
+def launch_of(requested: str, engine) -> Optional[tuple]:
+    """``launched_by()`` when ``engine``'s launcher (an :class:`~wganx.records.EngineSpec`)
+    started this process; None when it did not and ``--distribute`` was ``auto`` (the process
+    stays alone); else a one-line error showing the engine's example."""
+    launch = launched_by()
+    if launch is not None and launch[0] == engine.launcher:
+        return launch
+    if requested == AUTO:
+        return None
+    raise WganxError(f"--distribute {requested}: start wganx with {engine.launcher}, e.g. {engine.example}")
 
 
 def process_index() -> int:
@@ -146,9 +143,10 @@ def process_index() -> int:
 
 def check_engine(backend: str, engines: tuple, requested: str) -> None:
     """``--distribute`` names an engine ``backend`` runs on; the message lists those it has."""
-    if requested not in ENGINES:
-        raise WganxError(f"--distribute must be one of {', '.join(ENGINES)}, got {requested!r}")
     if requested not in (AUTO, NONE) and requested not in engines:
+        known = engine_names()
+        if requested not in known:
+            raise WganxError(f"--distribute must be one of {', '.join(known)}, got {requested!r}")
         runs = ", ".join(engines) if engines else "none (it runs on one device)"
         raise WganxError(f"backend {backend!r} cannot run data-parallel with --distribute {requested}; "
                          f"its engines: {runs}")
@@ -158,7 +156,8 @@ def check_launch(backend: str, replicas: Replicas) -> None:
     """Several processes started by a launcher must form one job, not train alone side by side."""
     launch = launched_by()
     if launch and replicas.processes != launch[1]:
+        how = "; ".join(f"{name} under {engine.launcher}, e.g. {engine.example}"
+                        for name, engine in engines() if engine.launcher and engine.example)
         raise WganxError(f"this process is one of {launch[1]} that {launch[0]} started, but backend "
                          f"{backend!r} runs them as {replicas.processes} job(s) of {replicas.size} replica(s) "
-                         f"(--distribute {replicas.engine}); launch torch with torchrun, nnabla with mpirun, "
-                         "tensorflow with --distribute multi-worker and TF_CONFIG")
+                         f"(--distribute {replicas.engine}); launch {how}")

@@ -274,6 +274,30 @@ class FeatureSpec:
 
 
 @dataclass(frozen=True)
+class EngineSpec:
+    """A data-parallel engine a backend runs on, and the launcher that starts its processes.
+
+    Attributes:
+        name: what ``--distribute`` takes (``torchrun``, ``mirrored``, ...).
+        launcher: the launcher's name in messages (``torchrun``, ``mpirun``, ``TF_CONFIG``).
+        example: a command line that starts wganx under the launcher, for messages.
+        detect: ``environ -> (processes, process)`` when the launcher started this process
+            as one of several, else None; it reads only the environment, never imports a
+            framework (the core asks before anything heavy, so that only process 0 locks the
+            run folder). Raise :class:`wganx.errors.WganxError` for a malformed environment.
+        command: ``(n, context) -> (argv prefix, environment)`` that starts ``python ...``
+            as ``n`` replicas on this machine (``wganx bench --replicas``); None: no such
+            launch.
+    """
+
+    name: str
+    launcher: str = ""
+    example: str = ""
+    detect: Optional[Callable[[Mapping[str, str]], Optional[tuple]]] = None
+    command: Optional[Callable[[int, str], tuple]] = None
+
+
+@dataclass(frozen=True)
 class BackendSpec:
     """Record returned by ``wganx_backends``.
 
@@ -289,8 +313,9 @@ class BackendSpec:
             oracle of the second-order tests (finite differences, ``wganx parity``'s float64
             gradients), which are skipped for a backend without it.
         description: one line.
-        engines: the data-parallel engines (:data:`wganx.distributed.ENGINES`) the backend
-            runs on, its :meth:`wganx.backend.Backend.replicate` starts; ``wganx bench
+        engines: the data-parallel engines the backend runs on (:class:`EngineSpec`, or
+            bare names), which its :meth:`wganx.backend.Backend.replicate` starts;
+            ``--distribute`` offers the union of every backend's, and ``wganx bench
             --replicas`` launches the first.
         thread_env: for a framework that reads its CPU thread count from the environment once,
             when its runtime starts (XLA's ``XLA_FLAGS``, say): ``threads -> {variable:
@@ -307,6 +332,14 @@ class BackendSpec:
     description: str = ""
     engines: Sequence[str] = ()
     thread_env: Optional[Callable[[int], Mapping[str, str]]] = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "engines", tuple(
+            e if isinstance(e, EngineSpec) else EngineSpec(str(e)) for e in self.engines))
+
+    @property
+    def engine_names(self) -> tuple:
+        return tuple(e.name for e in self.engines)
 
     def missing(self) -> list:
         """Required modules that cannot be found, without importing any of them."""

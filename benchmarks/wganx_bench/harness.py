@@ -55,7 +55,7 @@ from typing_extensions import Annotated
 from wganx.options import Context, DeviceId
 from wganx.config import CONTEXTS
 from wganx.algorithm import generator_iteration, step_inputs
-from wganx.distributed import TF_CPU_DEVICES_ENV, process_index
+from wganx.distributed import engines, process_index
 from wganx.errors import WganxError, check_choice
 from wganx.threads import THREAD_VARS, resolve_threads, set_thread_env
 
@@ -100,17 +100,13 @@ def reference_module(backend: str):
 
 def launcher(engine: str, n: int, context: str = "cpu") -> tuple:
     """``(argv prefix, environment)`` that starts ``python -m MODULE ...`` as ``n`` replicas of
-    ``engine`` on this machine, the way a user would: torchrun, mpirun, or one process
-    driving ``n`` devices (``n`` logical CPUs, or the first ``n`` GPUs)."""
-    if engine == "torchrun":
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n)], {}
-    if engine == "mpi":
-        return ["mpirun", "-n", str(n), sys.executable], {}
-    if engine == "mirrored":
-        env = {TF_CPU_DEVICES_ENV: str(n)} if context == "cpu" else \
-            {"CUDA_VISIBLE_DEVICES": ",".join(map(str, range(n)))}
-        return [sys.executable], env
-    raise WganxError(f"no single-machine launcher for --distribute {engine}; choose one of: torchrun, mpi, mirrored")
+    ``engine`` on this machine, the way a user would: the
+    :attr:`~wganx.records.EngineSpec.command` of the backend that declares it."""
+    commands = {e.name: e.command for _, e in engines() if e.command is not None}
+    if engine not in commands:
+        raise WganxError(f"no single-machine launcher for --distribute {engine}; choose one of: "
+                         f"{', '.join(commands)}")
+    return commands[engine](n, context)
 
 
 # -- the runners a worker times ------------------------------------------------------------------
@@ -533,13 +529,13 @@ def _engines(backends) -> dict:
     from wganx.plugins import registry
 
     reg = registry()
-    return {b: next(iter(reg.entry("backend", b).record.engines), None) for b in backends}
+    return {b: next(iter(reg.entry("backend", b).record.engine_names), None) for b in backends}
 
 
 def _data_parallel_job(spec, engine, replicas, threads) -> dict:
     """``replicas`` replicas of ``spec``'s per-replica batch; processes of a multi-process
-    engine share the CPU threads."""
-    processes = replicas if engine in ("torchrun", "mpi") else 1
+    engine (one whose launcher starts a process per replica) share the CPU threads."""
+    processes = replicas if any(e.name == engine and e.detect for _, e in engines()) else 1
     return {"engine": engine, "replicas": replicas, "penalty": False,
             "spec": dict(spec, batch_size=spec["batch_size"] * replicas),
             "threads": max(1, threads // processes) if spec["context"] == "cpu" else threads}

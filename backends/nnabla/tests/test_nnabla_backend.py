@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from wganx.cli import main as cli_main
-from wganx.distributed import Replicas
+from wganx.distributed import Replicas, launched_by
 
 pytest.importorskip("wganx_nnabla")
 pytest.importorskip("nnabla")
@@ -29,6 +29,18 @@ def test_nnabla_under_mpirun_without_a_communicator_is_one_line(tmp_path, capsys
     err = capsys.readouterr().err
     assert code == 2 and "start wganx with mpirun" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("size, rank", [("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
+                                        ("PMI_SIZE", "PMI_RANK"), ("PMIX_SIZE", "PMIX_RANK")])
+def test_mpi_launchers_are_recognised(monkeypatch, size, rank):
+    """Open MPI's, MPICH's and PMIx's variables, through the mpi engine's record."""
+    for name in ("WORLD_SIZE", "LOCAL_RANK", "TORCHELASTIC_RUN_ID", "TF_CONFIG", "OMPI_COMM_WORLD_SIZE",
+                 "PMI_SIZE", "PMIX_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(size, "4")
+    monkeypatch.setenv(rank, "3")
+    assert launched_by() == ("mpirun", 4, 3)
 
 
 def test_nnabla_ranks_in_lockstep_equal_one_process():

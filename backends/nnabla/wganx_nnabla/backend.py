@@ -36,6 +36,7 @@ from wganx.distributed import SINGLE, Replicas, launch_of
 from wganx.errors import BackendUnavailableError
 
 from .ops import NNablaOps
+from .plugin import MPI
 from .session import NNablaSession
 
 
@@ -64,7 +65,7 @@ class NNablaBackend(Backend):
         self.comm = None
 
     def _start_engine(self, engine):
-        launch = launch_of(engine, "mpirun", "mpirun -n 4 wganx train --backend nnabla -c cudnn ...")
+        launch = launch_of(engine, MPI)
         if launch is None:
             return SINGLE
         if self.context == "cpu":

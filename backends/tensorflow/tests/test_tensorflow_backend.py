@@ -1,12 +1,17 @@
-"""What only the TensorFlow backend does: its quiet start-up, its thread count, and its
-nearest upsampling's derivatives of every order. (What every backend must do is in
+"""What only the TensorFlow backend does: its quiet start-up, its thread count, its
+multi-worker launch (``TF_CONFIG``), and its nearest upsampling's derivatives of every order. (What every backend must do is in
 ``tests/``: the parity matrix, the ops contract, training, resume.)"""
 import os
 import subprocess
 import sys
 
+import json
+
 import numpy as np
 import pytest
+
+from wganx.distributed import launched_by
+from wganx.errors import WganxError
 
 pytest.importorskip("wganx_tensorflow")
 pytest.importorskip("tensorflow")
@@ -73,3 +78,21 @@ def test_tensorflow_gets_the_count_before_its_runtime_starts():
     assert "intra 1" in proc.stdout
     assert "TensorFlow's runtime started earlier in this process; --threads 2 applies to a new process" in proc.stderr
     assert proc.stderr.count("runtime started earlier") == 1  # not for the count it already had
+
+
+def test_tf_config_workers_are_recognised_as_a_launch(monkeypatch):
+    """The multi-worker engine's record recognises a TF_CONFIG cluster (chief counted first);
+    the core asks it through :func:`wganx.distributed.launched_by`."""
+    for name in ("WORLD_SIZE", "LOCAL_RANK", "TORCHELASTIC_RUN_ID", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    assert launched_by() == ("TF_CONFIG", 2, 1)
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"chief": ["c:0"], "worker": ["a:1", "b:2"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    assert launched_by() == ("TF_CONFIG", 3, 2)
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"index": 0}}))
+    assert launched_by() is None  # one worker is no job
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(WganxError, match="TF_CONFIG is not valid JSON"):
+        launched_by()

@@ -24,11 +24,12 @@ from typing import Optional
 
 from wganx.algorithm import Program
 from wganx.backend import Backend
-from wganx.distributed import AUTO, SINGLE, TF_CPU_DEVICES_ENV as CPU_DEVICES_ENV, Replicas, launched_by, tf_config
+from wganx.distributed import AUTO, SINGLE, Replicas, launched_by
 from wganx.errors import BackendUnavailableError, WganxError
 from wganx.notices import notice
 
 from .ops import TensorFlowOps
+from .plugin import CPU_DEVICES_ENV, MULTI_WORKER, TF_CONFIG_EXAMPLE, tf_config
 from .replicas import strategy_for
 from .runtime import tf
 from .session import TensorFlowSession
@@ -90,16 +91,15 @@ class TensorFlowBackend(Backend):
     def _start_engine(self, engine):
         launch = launched_by()
         if engine == AUTO:
-            if launch is None or launch[0] != "TF_CONFIG":
+            if launch is None or launch[0] != MULTI_WORKER.launcher:
                 return SINGLE
-            engine = "multi-worker"
+            engine = MULTI_WORKER.name
         try:
-            if engine == "multi-worker":
+            if engine == MULTI_WORKER.name:
                 if not os.environ.get("TF_CONFIG"):
-                    raise WganxError('--distribute multi-worker needs TF_CONFIG in each worker\'s environment, e.g. '
-                                     '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-                                     '"task": {"type": "worker", "index": 0}}')
-                tf_config()  # a one-line error for malformed JSON
+                    raise WganxError("--distribute multi-worker needs TF_CONFIG in each worker's environment, "
+                                     f"e.g. {TF_CONFIG_EXAMPLE}")
+                tf_config(os.environ)  # a one-line error for malformed JSON
                 options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=self.collective_timeout_s)
                 self.strategy = strategy_for(engine, lambda: tf.distribute.MultiWorkerMirroredStrategy(
                     communication_options=options))

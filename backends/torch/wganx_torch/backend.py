@@ -13,6 +13,7 @@ from wganx.distributed import SINGLE, Replicas, launch_of
 from wganx.errors import BackendUnavailableError
 
 from .ops import TorchOps
+from .plugin import TORCHRUN
 from .session import TorchSession
 
 
@@ -49,7 +50,7 @@ class TorchBackend(Backend):
     def _start_engine(self, engine):
         import torch.distributed as dist
 
-        launch = launch_of(engine, "torchrun", "torchrun --standalone --nproc-per-node 2 -m wganx train ...")
+        launch = launch_of(engine, TORCHRUN)
         if launch is None:
             return SINGLE
         if not dist.is_available():
