@@ -6,6 +6,7 @@ import pytest
 
 MOVED = {
     "wganx.build.step_inputs": "wganx.algorithm.step_inputs",
+    "wganx.build.build_program": "wganx.build.program_from_config",
     "wganx.errors.notice": "wganx.notices.notice",
     "wganx.errors.silence_notices": "wganx.notices.silence_notices",
     "wganx.distributed.TF_CPU_DEVICES_ENV": "wganx_tensorflow.plugin.CPU_DEVICES_ENV",

@@ -19,8 +19,10 @@ from .plugins import Registry, registry as default_registry
 from .records import ArchConfig
 from .threads import resolve_threads, set_thread_env
 
-# step_inputs moved to wganx.algorithm (Algorithm 1's inputs belong with it)
-__getattr__ = moved(__name__, {"step_inputs": "wganx.algorithm.step_inputs"})
+# step_inputs moved to wganx.algorithm (Algorithm 1's inputs belong with it); build_program was
+# renamed: make_program and it differed in ways their names did not tell
+__getattr__ = moved(__name__, {"step_inputs": "wganx.algorithm.step_inputs",
+                               "build_program": "wganx.build.program_from_config"})
 
 
 def load_backend(name: str, context: str = "cpu", device_id: int = 0, type_config: str = "float",
@@ -61,7 +63,8 @@ def make_program(*, arch: str, regularizer: str = "gp", loss: str = "wasserstein
                  batch_size: int = 64, allow_critic_batch_norm: bool = False,
                  ema_decay: float = 0.0, ema_start: int = 0, lr_decay: str = "constant", decay_iters: int = 0,
                  reg: Optional[Registry] = None) -> Program:
-    """Resolve plugin names and build the :class:`Program` a backend compiles."""
+    """Resolve plugin names and build the :class:`Program` a backend compiles, from the
+    program's own settings (:func:`program_from_config` makes them from a run's)."""
     reg = reg or default_registry()
     arch_spec = reg.get("architecture", arch)
     if arch_config.data_kind not in arch_spec.data_kinds:
@@ -132,8 +135,12 @@ def load_dataset(config: TrainConfig, reg=None):
     return dataset
 
 
-def build_program(config: TrainConfig, sample_shape: tuple, data_kind: str, num_classes: int, reg=None):
-    """The :class:`wganx.algorithm.Program` for ``config`` and data of ``sample_shape``."""
+def program_from_config(config: TrainConfig, sample_shape: tuple, data_kind: str, num_classes: int, reg=None):
+    """The :class:`wganx.algorithm.Program` that a run's settings (``config``, as ``wganx
+    train`` takes them) make for data of ``sample_shape``: the architecture's settings from
+    the data, the optimizers from ``--optimizer``/``--lrg``/``--lrd``, then
+    :func:`make_program`, which takes the program's own settings directly (tests, the parity
+    matrix and the benchmarks call it)."""
     reg = reg or default_registry()
     arch_spec = reg.get("architecture", config.arch)
     image = data_kind == "image"

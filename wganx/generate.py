@@ -9,7 +9,7 @@ import numpy as np
 
 from . import checkpoint, monitor
 from .algorithm import state_shapes
-from .build import build_program, load_backend
+from .build import load_backend, program_from_config
 from .config import TrainConfig
 from .errors import WganxError
 from .plugins import registry as default_registry
@@ -26,7 +26,7 @@ def load_session(path, backend: Optional[str] = None, context: str = "cpu", devi
     config = replace(config, backend=backend or meta.get("backend", config.backend), context=context,
                      device_id=device_id, type_config="float", batch_size=batch_size or config.batch_size,
                      allow_critic_batch_norm=True)
-    program = build_program(config, tuple(meta["sample_shape"]), meta["data_kind"], meta["num_classes"], reg)
+    program = program_from_config(config, tuple(meta["sample_shape"]), meta["data_kind"], meta["num_classes"], reg)
     checkpoint.check_compatible(arrays, state_shapes(program), path)
     session = load_backend(config.backend, context, device_id, "float", reg, threads).compile(program)
     session.set_state(arrays)

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import __version__, checkpoint, monitor
 from .algorithm import EMA_PREFIX, critic_steps, generator_iteration, state_shapes
-from .build import build_program, check_critic_norm, initial_arrays, load_backend, load_dataset, with_ema
+from .build import check_critic_norm, initial_arrays, load_backend, load_dataset, program_from_config, with_ema
 from .config import TrainConfig, flag_name
 from .data import Prefetcher
 from .distributed import ReplicaLost, check_launch, local_batch, process_index
@@ -89,7 +89,7 @@ class Trainer:
             check_launch(config.backend, self.replicas)
             local_batch(config.batch_size, self.replicas)
             self.dataset = load_dataset(config, self.reg)
-            self.program = build_program(config, tuple(self.dataset.sample_shape), self.dataset.kind,
+            self.program = program_from_config(config, tuple(self.dataset.sample_shape), self.dataset.kind,
                                          self.dataset.num_classes, self.reg)
             self.session = self.backend.compile(self.program)
         except BaseException:

@@ -73,9 +73,9 @@ def _config(maps: int, up: str, latent: int) -> TrainConfig:
 
 
 def _program(config: TrainConfig):
-    from wganx.build import build_program
+    from wganx.build import program_from_config
 
-    return build_program(config, (3, 32, 32), "image", 0)
+    return program_from_config(config, (3, 32, 32), "image", 0)
 
 
 def import_h5(path, *, maps: int, up: str, latent: int) -> Tuple[Dict[str, np.ndarray], dict]:
