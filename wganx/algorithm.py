@@ -179,6 +179,24 @@ def generator_objective(ops, program: Program, pg: Mapping, pc: Mapping, inputs:
 OBJECTIVES = {"critic": critic_objective, "generator": generator_objective}
 
 
+# -- inference: what generate, critic_values and input_gradient compute ----------------------
+def generator_output(ops, program: Program, pg: Mapping, inputs: Mapping):
+    """The generator (or its moving average: ``pg`` says which) on ``inputs["z"]`` and the
+    labels, in inference mode: batch norm normalises with its running statistics."""
+    return program.arch.generator.forward(ops, pg, inputs["z"], training=False, labels=_labels(inputs))
+
+
+def critic_output(ops, program: Program, pc: Mapping, inputs: Mapping):
+    """The critic on ``inputs["x"]`` and the labels, in inference mode."""
+    return program.arch.critic.forward(ops, pc, inputs["x"], training=False, labels=_labels(inputs))
+
+
+def critic_input_gradient(ops, program: Program, pc: Mapping, inputs: Mapping):
+    """``d sum D(x) / dx`` at ``inputs["x"]`` through :meth:`wganx.ops.Ops.input_grad`, in
+    inference mode (scaled and unscaled by ``ops.grad_scale`` where the session sets it)."""
+    return ops.input_grad(lambda x: critic_output(ops, program, pc, dict(inputs, x=x)), inputs["x"])[1]
+
+
 # -- the generator's moving average ----------------------------------------------------------
 EMA_PREFIX = "ema/"
 

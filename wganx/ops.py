@@ -64,6 +64,20 @@ class Ops(abc.ABC):
     #: mean and variance of the global batch, over every replica (differentiably)
     sync_batch_norm = False
 
+    def __init__(self):
+        #: set by the session while it builds an objective under ``-t half`` (the step's
+        #: :attr:`wganx.session.StepScalars.loss_scale`, a number or a scalar tensor), else
+        #: None: :meth:`input_grad` multiplies the critic's output by it before
+        #: differentiating and divides the input gradient by it after, so a float16 input
+        #: gradient neither underflows nor reaches the penalty scaled
+        self.grad_scale = None
+        #: the ``(buffer, value)`` pairs :meth:`defer_update` collected for the step being
+        #: built, in call order; the session writes them after the update
+        #: (:meth:`wganx.session.Session._write_buffers`) and empties the list before the next
+        #: objective. These two, and :attr:`sync_batch_norm`, are all the core and a session
+        #: share with the ops; a backend may add private ones between its own classes.
+        self.deferred = []
+
     # -- layers ---------------------------------------------------------------------------
     @abc.abstractmethod
     def conv2d(self, x, w, b=None, *, stride=1, pad=0):

@@ -18,6 +18,7 @@ backend resumes on another.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Tuple
 
@@ -71,6 +72,14 @@ def initial_state(net: str, params: Mapping[str, np.ndarray], config: OptimizerC
     return state
 
 
+def step_size(config: OptimizerConfig, lr: float, t: int) -> float:
+    """What multiplies the update direction in update ``t`` (1-based) at learning rate ``lr``:
+    Adam's bias-corrected ``lr * sqrt(1 - b2^t) / (1 - b1^t)``, RMSProp's ``lr``."""
+    if config.kind == "adam":
+        return lr * math.sqrt(1 - config.beta2 ** t) / (1 - config.beta1 ** t)
+    return lr
+
+
 def reference_update(p: np.ndarray, g: np.ndarray, slots: dict, t: int, config: OptimizerConfig) -> np.ndarray:
     """One update in float64 numpy: the definition the backends are tested against.
 
@@ -80,9 +89,8 @@ def reference_update(p: np.ndarray, g: np.ndarray, slots: dict, t: int, config: 
     if config.kind == "adam":
         slots["m"] = config.beta1 * slots["m"] + (1 - config.beta1) * g
         slots["v"] = config.beta2 * slots["v"] + (1 - config.beta2) * g * g
-        step = config.lr * np.sqrt(1 - config.beta2 ** t) / (1 - config.beta1 ** t)
-        return p - step * slots["m"] / (np.sqrt(slots["v"]) + config.eps)
+        return p - step_size(config, config.lr, t) * slots["m"] / (np.sqrt(slots["v"]) + config.eps)
     if config.kind == "rmsprop":
         slots["v"] = config.rho * slots["v"] + (1 - config.rho) * g * g
-        return p - config.lr * g / np.sqrt(slots["v"] + config.eps)
+        return p - step_size(config, config.lr, t) * g / np.sqrt(slots["v"] + config.eps)
     raise ValueError(f"unknown optimizer {config.kind!r}; choose one of: adam, rmsprop")

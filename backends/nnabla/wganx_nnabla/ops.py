@@ -123,10 +123,9 @@ class NNablaOps(Ops):
     name = "nnabla"
 
     def __init__(self):
-        # mixed precision: a () variable holding the loss scale, fed every step, by which D
-        # is scaled before input gradients (and the gradients unscaled before any norm)
-        self.grad_scale = None
-        self.deferred = []  # (buffer, value) of defer_update while a graph is built
+        # grad_scale: under mixed precision, a () variable holding the loss scale, fed every
+        # step; deferred: the defer_update pairs of the graph being built
+        super().__init__()
         self.comm = None  # data-parallel: the communicator synchronised batch norm reduces over
 
     def conv2d(self, x, w, b=None, *, stride=1, pad=0):

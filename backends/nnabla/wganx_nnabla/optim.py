@@ -26,27 +26,28 @@ class Adam:
     def finite(self):
         return not self.solver.check_inf_or_nan_grad()
 
-    def update(self, lr):
-        self.solver.set_learning_rate(lr)
+    def update(self, scalars):
+        """The step at ``scalars.lr``: ``S.Adam`` applies the bias correction of its own count,
+        which :meth:`set_steps` keeps equal to the session's (it counts updates alike)."""
+        self.solver.set_learning_rate(scalars.lr)
         self.solver.update()
 
-    def steps(self):
-        states = self.solver.get_states()
-        return next(iter(states.values())).t if states else 0
-
     def get(self):
-        """``(t, {param: {slot: numpy}})``."""
-        states = self.solver.get_states()
-        return self.steps(), {n: {s: np.array(st.pstate[k].d, np.float32) for s, k in self.slots.items()}
-                              for n, st in states.items()}
+        """``{param: {slot: numpy}}``."""
+        return {n: {s: np.array(st.pstate[k].d, np.float32) for s, k in self.slots.items()}
+                for n, st in self.solver.get_states().items()}
 
-    def set(self, t, slots):
+    def set(self, slots):
         states = self.solver.get_states()
         for n, st in states.items():
-            if t is not None:
-                st.t = int(t)
             for s, value in slots.get(n, {}).items():
                 st.pstate[self.slots[s]].d = value
+        self.solver.set_states(states)
+
+    def set_steps(self, t):
+        states = self.solver.get_states()
+        for st in states.values():
+            st.t = int(t)
         self.solver.set_states(states)
 
 
@@ -62,7 +63,6 @@ class RMSProp:
         self.cfg, self.params, self.ctx = cfg, params, ctx
         with nn.context_scope(ctx):
             self.v = {n: zeros(p.shape) for n, p in params.items()}
-        self.t = 0
 
     def zero_grad(self):
         for p in self.params.values():
@@ -76,28 +76,25 @@ class RMSProp:
     def finite(self):
         return all(np.isfinite(p.g).all() for p in self.params.values())
 
-    def update(self, lr):
-        c = self.cfg
+    def update(self, scalars):
+        c, lr = self.cfg, scalars.step_size
         with nn.context_scope(self.ctx):
             for n, p in self.params.items():
                 g, v = p.grad, self.v[n]
                 v.copy_from(F.add2(F.mul_scalar(v, c.rho), F.mul_scalar(F.mul2(g, g), 1.0 - c.rho)))
                 step = F.div2(g, F.pow_scalar(F.add_scalar(v, c.eps), 0.5))
                 p.data.copy_from(F.sub2(p.data, F.mul_scalar(step, lr)))
-        self.t += 1
-
-    def steps(self):
-        return self.t
 
     def get(self):
-        return self.t, {n: {"v": np.array(v.data, np.float32)} for n, v in self.v.items()}
+        return {n: {"v": np.array(v.data, np.float32)} for n, v in self.v.items()}
 
-    def set(self, t, slots):
-        if t is not None:
-            self.t = int(t)
+    def set(self, slots):
         for n, s in slots.items():
             if "v" in s:
                 self.v[n].data = s["v"]
+
+    def set_steps(self, t):
+        """The session counts; RMSProp's update does not depend on it."""
 
 
 def zeros(shape):

@@ -10,7 +10,7 @@ import nnabla as nn
 import nnabla.functions as F
 import numpy as np
 
-from wganx.algorithm import EMA_PREFIX, OBJECTIVES, ema_decay_at, ema_name, learning_rate
+from wganx.algorithm import OBJECTIVES, critic_input_gradient, critic_output, ema_name, generator_output
 from wganx.session import Session
 
 from .ops import Tensor, _v
@@ -49,6 +49,7 @@ class NNablaSession(Session):
             # the loss scale, as the penalty graphs see it
             self.scale_var = nn.Variable(()) if self.half else None
         self.graphs: Dict[tuple, _Graph] = {}
+        self._updates = []  # the defer_update pairs of the step being taken
 
     @contextlib.contextmanager
     def _scope(self):
@@ -62,13 +63,15 @@ class NNablaSession(Session):
     def _write_param(self, name, value):
         self.params[name].d = np.asarray(value, np.float32)
 
-    def _read_optimizer(self, net):
-        steps, slots = self.solvers[net].get()
-        return steps, {f"{net}/{pname}": values for pname, values in slots.items()}
+    def _read_slots(self, net):
+        return {f"{net}/{pname}": values for pname, values in self.solvers[net].get().items()}
 
-    def _write_optimizer(self, net, steps, slots):
-        self.solvers[net].set(steps, {full.split("/", 1)[1]: {k: np.asarray(v, np.float32) for k, v in values.items()}
-                                      for full, values in slots.items()})
+    def _write_slots(self, net, slots):
+        self.solvers[net].set({full.split("/", 1)[1]: {k: np.asarray(v, np.float32) for k, v in values.items()}
+                               for full, values in slots.items()})
+
+    def _steps_set(self, net, steps):
+        self.solvers[net].set_steps(steps)
 
     # -- graphs -----------------------------------------------------------------------------
     def _net_params(self, net, train):
@@ -117,31 +120,19 @@ class NNablaSession(Session):
         self.ops.deferred = []
         ivars = self._input_vars(inputs)
         t = {k: Tensor(v) for k, v in ivars.items()}
-        G, D = self.program.arch.generator, self.program.arch.critic
         if kind in ("critic", "generator"):
-            fn = OBJECTIVES[kind]
             pg = self._net_params("generator", kind == "generator")
             pc = self._net_params("critic", kind == "critic")
-            self.ops.grad_scale = self.scale_var if self.half else None
-            try:
-                values = fn(self.ops, self.program, pg, pc, t)
-            finally:
-                self.ops.grad_scale = None
+            values = self._scaled(OBJECTIVES[kind], pg, pc, t)
             outputs = {k: _v(v) for k, v in values.items()}
         elif kind in ("generate", "generate-ema"):
             pg = self._net_params("generator" if kind == "generate" else ema_name("generator"), False)
-            outputs = {"x": _v(G.forward(self.ops, pg, t["z"], training=False, labels=t.get("labels")))}
+            outputs = {"x": _v(generator_output(self.ops, self.program, pg, t))}
         elif kind == "critic_values":
-            pc = self._net_params("critic", False)
-            outputs = {"y": _v(D.forward(self.ops, pc, t["x"], training=False, labels=t.get("labels")))}
+            outputs = {"y": _v(critic_output(self.ops, self.program, self._net_params("critic", False), t))}
         elif kind == "input_gradient":
-            pc = self._net_params("critic", False)
-            self.ops.grad_scale = self.scale_var if self.half else None
-            try:
-                _, g = self.ops.input_grad(
-                    lambda v: D.forward(self.ops, pc, v, training=False, labels=t.get("labels")), t["x"])
-            finally:
-                self.ops.grad_scale = None
+            g = self._scaled(lambda ops, program, pg, pc, t: critic_input_gradient(ops, program, pc, t),
+                             None, self._net_params("critic", False), t)
             outputs = {"g": _v(g)}
         else:
             raise ValueError(kind)
@@ -152,6 +143,15 @@ class NNablaSession(Session):
         # one forward computes every output (``wasserstein`` is not an ancestor of ``loss``)
         head = ends[0] if len(ends) == 1 else F.sink(*ends)
         return _Graph(ivars, outputs, head, updates)
+
+    def _scaled(self, fn, pg, pc, t):
+        """``fn(ops, program, pg, pc, t)`` with ``ops.grad_scale`` the loss scale's variable
+        under ``-t half`` (fed every step from :class:`wganx.session.StepScalars`)."""
+        self.ops.grad_scale = self.scale_var if self.half else None
+        try:
+            return fn(self.ops, self.program, pg, pc, t)
+        finally:
+            self.ops.grad_scale = None
 
     # -- steps ------------------------------------------------------------------------------
     def _forward_backward(self, net, inputs):
@@ -175,8 +175,21 @@ class NNablaSession(Session):
         the same)."""
         arrays = [self.params[n].grad for n in self.trainable[net]] + [v.data for v in graph.outputs.values()]
         if not self.ops.sync_batch_norm:
-            arrays += [v.data for n, v in self.params.items() if not v.need_grad and not n.startswith(EMA_PREFIX)]
+            arrays += [self.params[n].data for n in self.buffers]
         return arrays
+
+    def _differentiate(self, net, inputs, scalars):
+        return self._differentiated(net, self._forward_backward(net, inputs))
+
+    def _differentiated(self, net, graph):
+        """After the (reduced) backward: copies of the scalars, and the solver holding the
+        gradients, unscaled; the graph's ``defer_update`` pairs wait for :meth:`_write_buffers`."""
+        solver = self.solvers[net]
+        if self.loss_scale is not None:
+            with self._scope():
+                solver.scale_grad(1.0 / self.loss_scale.scale)
+        self._updates = graph.updates
+        return self._snapshot(graph.outputs), solver
 
     def any_replica(self, flag):
         if self.comm is None:
@@ -185,31 +198,26 @@ class NNablaSession(Session):
         self.comm.all_reduce([a], division=False, inplace=False)
         return float(a.data[0]) > 0
 
-    def _step(self, net, inputs):
-        return self._update(net, self._forward_backward(net, inputs))
+    def _all_finite(self, solver):
+        return solver.finite()
 
-    def _update(self, net, graph):
-        """The solver's update from the (reduced) gradients; under mixed precision, only from
-        finite ones (every replica decides alike)."""
-        solver = self.solvers[net]
+    def _apply_update(self, net, solver, scalars):
         with self._scope():
-            if self.apply_update(self.loss_scale is None or solver.finite()):
-                if self.loss_scale is not None:
-                    solver.scale_grad(1.0 / self.loss_scale.scale)
-                solver.update(learning_rate(self.program, net, self.solvers["generator"].steps()))
-                if net == "critic" and self.clip is not None:
-                    c = float(self.clip)
-                    for name in self.trainable["critic"]:
-                        self.params[name].data.copy_from(F.clip_by_value(self.params[name].data, -c, c))
-            self._apply_updates(graph)
-            if net == "generator" and self.ema:
-                self._update_ema()
-            return self._snapshot(graph.outputs)
+            solver.update(scalars)
+            if scalars.clip is not None:
+                c = float(scalars.clip)
+                for name in self.trainable[net]:
+                    self.params[name].data.copy_from(F.clip_by_value(self.params[name].data, -c, c))
 
-    def _update_ema(self):
-        """``ema = d ema + (1 - d) param`` (:func:`wganx.algorithm.ema_decay_at`), on the device;
-        running statistics are copied."""
-        self._ema_graph(ema_decay_at(self.program, self.solvers["generator"].steps())).forward(clear_buffer=True)
+    def _write_buffers(self):
+        for buffer, value in self._updates:
+            buffer.data.copy_from(value.data)
+        self._updates = []
+
+    def _update_average(self, decay):
+        """One graph of ``F.assign`` per decay (:meth:`_ema_graph`), on the device."""
+        with self._scope():
+            self._ema_graph(decay).forward(clear_buffer=True)
 
     def _ema_graph(self, d):
         """One graph of ``F.assign`` moving every average with decay ``d`` (0 or the decay):
@@ -227,11 +235,6 @@ class NNablaSession(Session):
                 graph = self._ema_graphs[d] = ends[0] if len(ends) == 1 else F.sink(*ends)
         return graph
 
-    @staticmethod
-    def _apply_updates(graph):
-        for buffer, value in graph.updates:
-            buffer.data.copy_from(value.data)
-
     def _snapshot(self, outputs):
         """Copies of the step's scalars on the device (the next step overwrites the graph's)."""
         out = {}
@@ -241,23 +244,15 @@ class NNablaSession(Session):
             out[k] = a
         return out
 
-    def fetch(self, values):
+    def _fetch(self, values):
         out = {}
         for k, v in values.items():
-            arr = v.d if isinstance(v, nn.Variable) else (v.data if isinstance(v, nn.NdArray) else v)
+            arr = v.d if isinstance(v, nn.Variable) else v.data
             out[k] = float(np.asarray(arr, np.float64).reshape(()))
         return out
 
-    def _gradients(self, step, inputs):
-        # "Without updating anything": batch norm's forward updates its running statistics
-        # in place, so they are put back afterwards.
-        running = {n: np.array(v.d) for n, v in self.params.items() if not v.need_grad}
-        graph = self._forward_backward(step, inputs)
-        for n, value in running.items():
-            self.params[n].d = value
-        scale = 1.0 if self.loss_scale is None else 1.0 / self.loss_scale.scale
-        grads = {n: np.array(self.params[n].g, np.float32) * scale for n in self.trainable[step]}
-        return self.fetch(graph.outputs), grads
+    def _gradient_arrays(self, net, solver):
+        return [np.array(self.params[n].g, np.float32) for n in self.trainable[net]]
 
     # -- inference --------------------------------------------------------------------------
     def _run(self, kind, inputs, out):

@@ -45,10 +45,9 @@ class TensorFlowOps(Ops):
     name = "tensorflow"
 
     def __init__(self):
-        self.grad_scale = None  # mixed precision: scale D before input gradients
+        super().__init__()  # grad_scale, and deferred: the defer_update pairs of the step being traced
         self.compute_dtype = None  # mixed precision: tf.float16 for convolutions and matmuls
         self.update_stats = True  # False while tracing gradients(): batch norm leaves its stats
-        self.deferred = []  # (variable, value) of defer_update while a step is traced
 
     # -- mixed precision ------------------------------------------------------------------
     def _low(self, *ts):

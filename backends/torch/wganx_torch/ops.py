@@ -27,8 +27,7 @@ class TorchOps(Ops):
     name = "torch"
 
     def __init__(self, channels_last: bool = False):
-        self.grad_scale = None  # set by mixed precision: scale D before input gradients
-        self.deferred = []  # (buffer, value) of defer_update, applied when a step ends
+        super().__init__()  # grad_scale, deferred (applied when a step ends)
         # oneDNN convolves NHWC without reordering each operand; element-wise ops, pooling and
         # batch norm keep the layout, so convolutions chain in it (measured 1.2-1.5x faster
         # for the NNabla example's model on the CPU: docs/results/speed.md). Values stay NCHW-indexed.

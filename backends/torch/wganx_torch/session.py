@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from typing import Dict
 
-import numpy as np
 import torch
 
-from wganx.algorithm import EMA_PREFIX, OBJECTIVES, ema_decay_at, learning_rate, split_params
+from wganx.algorithm import OBJECTIVES, critic_input_gradient, critic_output, generator_output
 from wganx.distributed import ReplicaLost
 from wganx.session import Session
 
@@ -26,42 +25,35 @@ class TorchSession(Session):
     def __init__(self, backend, program):
         super().__init__(backend, program)
         self.device, self.dtype = backend.device, backend.dtype
-        self.params: Dict[str, torch.Tensor] = {}
+        params: Dict[str, torch.Tensor] = {}
         for full, spec in self.param_specs():
-            self.params[full] = torch.zeros(spec.shape, dtype=self.dtype, device=self.device)
-            self.params[full].requires_grad_(spec.trainable)
+            params[full] = torch.zeros(spec.shape, dtype=self.dtype, device=self.device)
+            params[full].requires_grad_(spec.trainable)
         for average, param in self.ema_pairs:  # beside the parameters, so states hold them
-            self.params[average] = torch.zeros_like(self.params[param]).detach()
-        self.pg, self.pc = split_params(self.params)
-        self.pg_ema = split_params({k[len(EMA_PREFIX):]: v for k, v in self.params.items()
-                                    if k.startswith(EMA_PREFIX)})[0]
-        pairs = [(self.params[a], self.params[p]) for a, p in self.ema_pairs]
+            params[average] = torch.zeros_like(params[param]).detach()
+        self.hold(params)
+        pairs = [(params[a], params[p]) for a, p in self.ema_pairs]
         self.ema_averaged = [(e, p.detach()) for e, p in pairs if p.requires_grad]  # the rest is copied
         self.ema_copied = [(e, p) for e, p in pairs if not p.requires_grad]
-        self.slots = {net: {slot: [torch.zeros_like(self.params[n]).detach() for n in names]
+        self.slots = {net: {slot: [torch.zeros_like(params[n]).detach() for n in names]
                             for slot in self.optim[net].slots()}
                       for net, names in self.trainable.items()}
-        self.steps = {"generator": 0, "critic": 0}
-        # running statistics (and other buffers the forward updates), not the moving average
-        self.statistics = [t for n, t in self.params.items() if not t.requires_grad and not n.startswith(EMA_PREFIX)]
+        self.statistics = [params[n] for n in self.buffers]
 
     # -- state ------------------------------------------------------------------------------
     def _read_param(self, name):
-        return self.params[name].detach().cpu().float().numpy().copy()
+        return self.params[name].detach().cpu().numpy().copy()
 
     @torch.no_grad()
     def _write_param(self, name, value):
         self.params[name].copy_(torch.from_numpy(value))
 
-    def _read_optimizer(self, net):
-        return self.steps[net], {name: {slot: tensors[i].cpu().float().numpy().copy()
-                                        for slot, tensors in self.slots[net].items()}
-                                 for i, name in enumerate(self.trainable[net])}
+    def _read_slots(self, net):
+        return {name: {slot: tensors[i].cpu().float().numpy().copy() for slot, tensors in self.slots[net].items()}
+                for i, name in enumerate(self.trainable[net])}
 
     @torch.no_grad()
-    def _write_optimizer(self, net, steps, slots):
-        if steps is not None:
-            self.steps[net] = steps
+    def _write_slots(self, net, slots):
         for name, values in slots.items():
             i = self.trainable[net].index(name)
             for slot, value in values.items():
@@ -69,20 +61,14 @@ class TorchSession(Session):
 
     # -- steps ------------------------------------------------------------------------------
     def _inputs(self, inputs):
-        out = {}
-        for k, v in inputs.items():
-            t = torch.from_numpy(np.asarray(v))
-            if t.is_floating_point():
-                t = t.to(self.dtype)
-            out[k] = t.to(self.device, non_blocking=True)
-        return out
+        return {k: torch.from_numpy(v).to(self.device, non_blocking=True) for k, v in self.as_arrays(inputs).items()}
 
-    def _objective(self, step, inputs):
+    def _objective(self, step, inputs, loss_scale):
         fn = OBJECTIVES[step]
         self.ops.deferred.clear()  # what an earlier gradients() or failed step left
-        if not self.half:
+        if loss_scale is None:
             return fn(self.ops, self.program, self.pg, self.pc, inputs)
-        self.ops.grad_scale = self.loss_scale.scale
+        self.ops.grad_scale = loss_scale
         try:
             with torch.autocast(self.device.type, dtype=torch.float16):
                 values = fn(self.ops, self.program, self.pg, self.pc, inputs)
@@ -90,21 +76,22 @@ class TorchSession(Session):
             self.ops.grad_scale = None
         return {k: v.float() for k, v in values.items()}
 
-    def _grads(self, net, values):
+    def _differentiate(self, net, inputs, scalars):
         """Gradients of the objective (and its scalars), averaged over the replicas."""
+        scale = scalars.loss_scale
+        values = self._objective(net, self._inputs(inputs), scale)
         params = [self.params[n] for n in self.trainable[net]]
-        if self.loss_scale is None:
+        if scale is None:
             grads = list(torch.autograd.grad(values["loss"], params))
         else:
-            scale = self.loss_scale.scale
             grads = [g.float() / scale for g in torch.autograd.grad(values["loss"] * scale, params)]
-        scalars = {k: v.detach() for k, v in values.items()}
+        detached = {k: v.detach() for k, v in values.items()}
         if not self.replicas.parallel:
-            return scalars, grads
-        keys = sorted(scalars)
+            return detached, grads
+        keys = sorted(detached)
         # without synchronised batch norm, every rank keeps the replicas' mean of the statistics
         stats = [] if self.ops.sync_batch_norm else self.statistics
-        reduced = self._all_mean(grads + [scalars[k].reshape(1).to(grads[0].dtype) for k in keys] + stats)
+        reduced = self._all_mean(grads + [detached[k].reshape(1).to(grads[0].dtype) for k in keys] + stats)
         n, k = len(grads), len(keys)
         with torch.no_grad():
             for buffer, mean in zip(stats, reduced[n + k:]):
@@ -138,36 +125,25 @@ class TorchSession(Session):
         self._collective("agreeing to stop", t, dist.ReduceOp.MAX)
         return bool(t.item())
 
-    def _step(self, net, inputs):
-        values, grads = self._grads(net, self._objective(net, self._inputs(inputs)))
-        if self.apply_update(self.loss_scale is None or self._finite(grads)):
-            self._update(net, grads)
-        with torch.no_grad():
-            for buffer, value in self.ops.deferred:
-                buffer.copy_(value)
-            self.ops.deferred.clear()
-            if net == "generator" and self.pg_ema:
-                self._update_ema()
-        return values
+    @torch.no_grad()
+    def _write_buffers(self):
+        for buffer, value in self.ops.deferred:
+            buffer.copy_(value)
+        self.ops.deferred.clear()
 
-    def _update_ema(self):
-        """``ema = d ema + (1 - d) param`` (:func:`wganx.algorithm.ema_decay_at`), statistics copied."""
-        d = ema_decay_at(self.program, self.steps["generator"])
-        torch._foreach_lerp_([e for e, _ in self.ema_averaged], [p for _, p in self.ema_averaged], 1.0 - d)
+    @torch.no_grad()
+    def _update_average(self, decay):
+        torch._foreach_lerp_([e for e, _ in self.ema_averaged], [p for _, p in self.ema_averaged], 1.0 - decay)
         for e, p in self.ema_copied:
             e.copy_(p)
 
-    @staticmethod
-    def _finite(grads):
+    def _all_finite(self, grads):
         return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
 
     @torch.no_grad()
-    def _update(self, net, grads):
+    def _apply_update(self, net, grads, scalars):
         cfg, slots = self.optim[net], self.slots[net]
-        lr = learning_rate(self.program, net, self.steps["generator"])
         params = [self.params[n] for n in self.trainable[net]]
-        self.steps[net] += 1
-        t = self.steps[net]
         if cfg.kind == "adam":
             m, v = slots["m"], slots["v"]
             torch._foreach_lerp_(m, grads, 1.0 - cfg.beta1)
@@ -175,37 +151,25 @@ class TorchSession(Session):
             torch._foreach_addcmul_(v, grads, grads, value=1.0 - cfg.beta2)
             denom = torch._foreach_sqrt(v)
             torch._foreach_add_(denom, cfg.eps)
-            step = lr * (1 - cfg.beta2 ** t) ** 0.5 / (1 - cfg.beta1 ** t)
-            torch._foreach_addcdiv_(params, m, denom, value=-step)
+            torch._foreach_addcdiv_(params, m, denom, value=-scalars.step_size)
         else:  # rmsprop
             v = slots["v"]
             torch._foreach_mul_(v, cfg.rho)
             torch._foreach_addcmul_(v, grads, grads, value=1.0 - cfg.rho)
             denom = torch._foreach_add(v, cfg.eps)
             torch._foreach_sqrt_(denom)
-            torch._foreach_addcdiv_(params, grads, denom, value=-lr)
-        if net == "critic" and self.clip is not None:
-            torch._foreach_clamp_min_(params, -self.clip)
-            torch._foreach_clamp_max_(params, self.clip)
+            torch._foreach_addcdiv_(params, grads, denom, value=-scalars.step_size)
+        if scalars.clip is not None:
+            torch._foreach_clamp_min_(params, -scalars.clip)
+            torch._foreach_clamp_max_(params, scalars.clip)
 
-    def fetch(self, values):
-        if not values:
-            return {}
-        keys = [k for k, v in values.items() if isinstance(v, torch.Tensor)]
-        out = {k: float(v) for k, v in values.items() if not isinstance(v, torch.Tensor)}  # already fetched
-        if keys:  # one transfer; float64 is exact for every dtype, so -t double keeps its digits
-            stacked = torch.stack([values[k].reshape(()).double() for k in keys]).cpu().numpy()
-            out.update({k: float(x) for k, x in zip(keys, stacked)})
-        return {k: out[k] for k in values}
+    def _fetch(self, values):
+        # one transfer; float64 is exact for every dtype, so -t double keeps its digits
+        stacked = torch.stack([v.reshape(()).double() for v in values.values()]).cpu().numpy()
+        return {k: float(x) for k, x in zip(values, stacked)}
 
-    def _gradients(self, step, inputs):
-        running = {k: v.detach().clone() for k, v in self.params.items() if not v.requires_grad}
-        values, grads = self._grads(step, self._objective(step, self._inputs(inputs)))
-        with torch.no_grad():  # "without updating anything": batch norm's running statistics too
-            for k, v in running.items():
-                self.params[k].copy_(v)
-        return (self.fetch(values),
-                {n: g.detach().contiguous().cpu().numpy() for n, g in zip(self.trainable[step], grads)})
+    def _gradient_arrays(self, net, grads):
+        return [g.detach().contiguous().cpu().numpy() for g in grads]
 
     # -- inference --------------------------------------------------------------------------
     def _numpy(self, t):
@@ -214,22 +178,11 @@ class TorchSession(Session):
 
     @torch.no_grad()
     def _generate(self, inputs, raw):
-        inputs = self._inputs(inputs)
-        x = self.program.arch.generator.forward(self.ops, self.pg if raw else self.pg_ema, inputs["z"],
-                                                training=False, labels=inputs.get("labels"))
-        return self._numpy(x)
+        return self._numpy(generator_output(self.ops, self.program, self.generator_params(raw), self._inputs(inputs)))
 
     @torch.no_grad()
     def _critic_values(self, inputs):
-        inputs = self._inputs(inputs)
-        y = self.program.arch.critic.forward(self.ops, self.pc, inputs["x"], training=False,
-                                             labels=inputs.get("labels"))
-        return self._numpy(y)
+        return self._numpy(critic_output(self.ops, self.program, self.pc, self._inputs(inputs)))
 
     def _input_gradient(self, inputs):
-        inputs = self._inputs(inputs)
-        critic = self.program.arch.critic
-        _, g = self.ops.input_grad(
-            lambda v: critic.forward(self.ops, self.pc, v, training=False, labels=inputs.get("labels")),
-            inputs["x"])
-        return self._numpy(g)
+        return self._numpy(critic_input_gradient(self.ops, self.program, self.pc, self._inputs(inputs)))
