@@ -229,7 +229,7 @@ class Trainer:
             self._write_config()
             log = monitor.LossLog(self.folder, resume_from=self.iteration if self.last_checkpoint else None)
             board = monitor.TensorBoard(self.folder) if cfg.tensorboard else None
-        data = Prefetcher(self.dataset.stream(cfg.batch_size, cfg.seed, self.batches_read))
+        data = Prefetcher(self._real_batches())
         progress = TrainingProgress(cfg.max_iter, self.iteration, enabled=cfg.progress and self.writer,
                                     description=f"wganx {cfg.backend}")
         start, elapsed0 = time.perf_counter(), self._elapsed_before(log)
@@ -260,6 +260,14 @@ class Trainer:
             interrupted.restore()
         return {"status": status, "iteration": self.iteration, "checkpoint": str(self.last_checkpoint),
                 "losses": last, "signal": interrupted.signal, "writer": self.writer}
+
+    def _real_batches(self):
+        """The data stream from batch ``batches_read`` on; under data parallelism over several
+        processes, only this process's rows of each global batch (the others are not read)."""
+        cfg, r = self.config, self.replicas
+        if r.processes == 1:
+            return self.dataset.stream(cfg.batch_size, cfg.seed, self.batches_read)
+        return self.dataset.share(cfg.batch_size, cfg.seed, self.batches_read, r.first // r.local, r.size // r.local)
 
     def _iteration(self, i, data, log, board, progress, interrupted, clock_offset) -> Optional[Dict[str, float]]:
         """Generator iteration ``i``: its critic steps, its generator step, and what is due
