@@ -378,9 +378,12 @@ class Trainer:
         labels = self.sample_rng.integers(0, self.program.num_classes, n) if self.program.num_classes else None
         samples = self.folder / "samples"
         if self.dataset.kind == "points":
-            real, _ = next(self.dataset.stream(max(n, 512), self.config.seed + 10 ** 6))
-            fake = self._generate_many(max(n, 512))
-            monitor.plot_points(fake, real, self.session.critic_values, samples / monitor.sample_name("fixed", it),
+            shown = min(max(n, 512), len(self.dataset) or max(n, 512))  # a finite set may hold fewer
+            real, _ = next(self.dataset.stream(shown, self.config.seed + 10 ** 6))
+            fake = self._generate_many(shown)
+            plane = self.dataset.sample_shape == (2,)  # the critic's contour needs the plane
+            monitor.plot_points(fake, real, self.session.critic_values if plane else None,
+                                samples / monitor.sample_name("fixed", it),
                                 title=f"{self.config.dataset}, iteration {it}")
             return
         monitor.save_png(monitor.tile(self._generate(z, labels)), samples / monitor.sample_name("train", it))

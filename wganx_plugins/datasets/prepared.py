@@ -71,22 +71,21 @@ def read_manifest(folder: Path) -> dict:
 
 def _open_array(folder: Path, name: str, manifest: dict, shape: tuple, dtype: str) -> np.ndarray:
     """``folder/name`` memory-mapped, after checking its size and header against the manifest."""
-    path = folder / name
+    path, again = folder / name, f"prepare it again: {prepare_command(manifest, folder)}"
     expected = manifest["files"][name]["bytes"]
     try:
         size = path.stat().st_size
     except OSError:
-        raise WganxError(f"{path} is missing; prepare the dataset again") from None
+        raise WganxError(f"{path} is missing; {again}") from None
     if size != expected:
         state = "truncated" if size < expected else "longer than its manifest says"
-        raise WganxError(f"{path} is {state} ({size} bytes, expected {expected}); prepare the dataset again")
+        raise WganxError(f"{path} is {state} ({size} bytes, expected {expected}); {again}")
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise WganxError(f"{path} is damaged ({exc}); prepare the dataset again") from None
+        raise WganxError(f"{path} is damaged ({exc}); {again}") from None
     if array.shape != shape or array.dtype != np.dtype(dtype):
-        raise WganxError(f"{path} holds {array.dtype} {array.shape}, but its manifest says {dtype} {shape}; "
-                         "prepare the dataset again")
+        raise WganxError(f"{path} holds {array.dtype} {array.shape}, but its manifest says {dtype} {shape}; {again}")
     return array
 
 
@@ -466,7 +465,13 @@ def _up_to_date(out: Path, settings: Settings, signature: str, overwrite: bool) 
     manifest = read_manifest(out)
     same = {k: v for k, v in manifest["source"].items() if k in settings.__dataclass_fields__} == vars(settings)
     if same and manifest["source"]["signature"] == signature and manifest["version"] == VERSION:
-        return True
+        try:
+            open_prepared(out)  # sizes and headers: a damaged copy is not up to date
+            return True
+        except WganxError:
+            if overwrite:
+                return False
+            raise
     if overwrite:
         return False
     why = f"{settings.path} changed since it was prepared" if same else \
