@@ -204,6 +204,26 @@ def test_torchrun_training_resumes_one_process_run_exactly(tmp_path, capsys):
     assert_same_state(split / "params_000004.safetensors", straight / "params_000004.safetensors", BOUND["float"])
 
 
+@needs_torch
+def test_torchrun_on_a_prepared_dataset_equals_one_process(tmp_path, capsys):
+    """Two ranks each read only their rows of every global batch from the memory map
+    (``Dataset.share``); losses and weights equal one process's, which reads whole batches."""
+    vectors = np.random.default_rng(0).standard_normal((96, 3))
+    np.save(tmp_path / "v.npy", vectors)
+    assert cli_main(["data", "prepare", str(tmp_path / "v.npy"), "-o", str(tmp_path / "v"), "--no-progress"]) == 0
+    args = [*TOY, "--dataset", "prepared", "--data-dir", tmp_path / "v", "-i", "4"]  # the last --dataset counts
+    alone, ranks = tmp_path / "alone", tmp_path / "ranks"
+    assert cli_main(["train", *map(str, args), "--monitor-path", str(alone)]) == 0
+    capsys.readouterr()
+    code, out, err = finish(start([*TORCHRUN, "-m", "wganx", "train", *args, "--monitor-path", ranks]))
+    assert code == 0 and "Traceback" not in err, err[-3000:]
+    assert json.loads((ranks / "config.json").read_text())["replicas"]["processes"] == 2
+    a, b = losses(ranks), losses(alone)
+    assert a.shape == b.shape == (4, 5)
+    assert np.max(np.abs(a - b) / (np.abs(b) + 1e-6)) <= BOUND["float"]
+    assert_same_state(ranks / "params_000004.safetensors", alone / "params_000004.safetensors", BOUND["float"])
+
+
 def wait_for(path: Path, proc, timeout=120):
     deadline = time.monotonic() + timeout
     while not path.exists():
