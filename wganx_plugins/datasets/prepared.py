@@ -350,16 +350,18 @@ def npy_header(shape: tuple, dtype) -> bytes:
 
 
 class _Writer:
-    """Rows appended to a ``.npy`` file with its sha256 taken on the way."""
+    """Rows appended to a ``.npy`` file, the sha256 of its data taken on the way (one pass)."""
 
     def __init__(self, path: Path, row_shape: tuple, dtype, count: int):
         self.path, self.row_shape, self.dtype, self.count = path, row_shape, np.dtype(dtype), 0
+        self.digest = hashlib.sha256()
         self.file = open(path, "wb")
         self.file.write(npy_header((count,) + row_shape, dtype))
 
     def write(self, rows: np.ndarray) -> None:
-        rows = np.ascontiguousarray(rows, self.dtype)
-        self.file.write(memoryview(rows).cast("B"))
+        data = memoryview(np.ascontiguousarray(rows, self.dtype)).cast("B")
+        self.file.write(data)
+        self.digest.update(data)
         self.count += len(rows)
 
     def finish(self) -> dict:
@@ -369,11 +371,19 @@ class _Writer:
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
-        digest = hashlib.sha256()
-        with open(self.path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                digest.update(block)
-        return {"bytes": self.path.stat().st_size, "sha256": digest.hexdigest()}
+        return {"bytes": self.path.stat().st_size, "sha256": self.digest.hexdigest()}
+
+
+def data_digest(path: Path) -> str:
+    """sha256 of a ``.npy`` file's data, after its header (what the manifest records)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        fmt = np.lib.format
+        read = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else fmt.read_array_header_2_0
+        read(f)  # moves f past the header
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _save_small(path: Path, array: np.ndarray) -> dict:
@@ -381,7 +391,7 @@ def _save_small(path: Path, array: np.ndarray) -> dict:
         np.save(f, array, allow_pickle=False)
         f.flush()
         os.fsync(f.fileno())
-    return {"bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {"bytes": path.stat().st_size, "sha256": data_digest(path)}
 
 
 def _fsync_dir(path: Path) -> None:
@@ -429,8 +439,8 @@ def prepare(source, output, *, image_size: Optional[int] = None, split: str = "t
         raise WganxError(f"--image-size must be positive, got {image_size}")
     if out == src or src in out.parents:
         raise WganxError(f"-o {out} lies inside the source {src}; write the prepared copy elsewhere")
-    signature = source_signature(src, fmt)
-    if out.exists():
+    signature, stamp = source_signature(src, fmt), source_stamp(src)  # before reading: a change while
+    if out.exists():                                                    # preparing shows next time
         if _up_to_date(out, settings, signature, overwrite):
             return out, False
     data = open_source(src, fmt, split, key, labels_key)
@@ -439,12 +449,13 @@ def prepare(source, output, *, image_size: Optional[int] = None, split: str = "t
         out.parent.mkdir(parents=True, exist_ok=True)
         partial.mkdir()
         manifest = _write(data, src, partial, settings, workers, progress)
-        manifest["source"].update(signature=signature, stamp=source_stamp(src))
+        manifest["source"].update(signature=signature, stamp=stamp)
         _save_manifest(partial, manifest)
         _fsync_dir(partial)
         _swap_in(partial, out)
     except OSError as exc:
-        raise WganxError(f"writing {out} failed ({exc.strerror or exc}); nothing was kept") from None
+        kept = "; the earlier copy is as it was" if is_prepared(out) else ""
+        raise WganxError(f"writing {out} failed ({exc.strerror or exc}); nothing was kept{kept}") from None
     finally:
         if data.closer is not None:
             data.closer.close()
@@ -651,18 +662,15 @@ def verify(data_dir) -> dict:
     ``wganx data check`` runs; a run checks only sizes and headers, in constant time)."""
     folder = Path(data_dir).expanduser()
     manifest = read_manifest(folder)
+    open_prepared(folder)  # sizes and headers first
     for name, info in manifest["files"].items():
-        digest = hashlib.sha256()
         try:
-            with open(folder / name, "rb") as f:
-                for block in iter(lambda: f.read(1 << 22), b""):
-                    digest.update(block)
+            digest = data_digest(folder / name)
         except OSError as exc:
             raise WganxError(f"{folder / name} cannot be read ({exc.strerror}); prepare the dataset again") from None
-        if digest.hexdigest() != info["sha256"]:
+        if digest != info["sha256"]:
             raise WganxError(f"{folder / name} is damaged (its sha256 differs from the manifest's); "
                              f"prepare the dataset again: {prepare_command(manifest, folder)}")
-    open_prepared(folder)
     return manifest
 
 
