@@ -211,18 +211,28 @@ def test_npy_and_npz_arrays(tmp_path):
     with pytest.raises(WganxError, match="not a readable .npy file"):  # never unpickled
         prepare(tmp_path / "objects.npy", tmp_path / "o")
     np.save(tmp_path / "flat.npy", np.arange(10.0))
-    with pytest.raises(WganxError, match=r"has shape \(10,\): expected \(N, D\) vectors or \(N, C, H, W\)"):
+    with pytest.raises(WganxError, match=r"has shape \(10,\): expected \(N, D\) vectors, or uint8 images"):
         prepare(tmp_path / "flat.npy", tmp_path / "f")
     np.save(tmp_path / "five.npy", np.zeros((4, 5, 8, 8), np.uint8))
-    with pytest.raises(WganxError, match="images must be \\(N, C, H, W\\) with 1 or 3 channels"):
+    with pytest.raises(WganxError, match="images must have 1 or 3 channels, first .* or last"):
         prepare(tmp_path / "five.npy", tmp_path / "g")
+    np.save(tmp_path / "wide.npy", np.zeros((4, 8, 8), np.float64))
+    with pytest.raises(WganxError, match="holds float64 images; prepare reads images as uint8"):
+        prepare(tmp_path / "wide.npy", tmp_path / "k")
+    nhwc = rng.integers(0, 256, (6, 10, 12, 3), dtype=np.uint8)  # channels last, and greyscale (N, H, W)
+    np.save(tmp_path / "nhwc.npy", nhwc)
+    np.save(tmp_path / "nhw.npy", nhwc[..., 0])
+    np.testing.assert_array_equal(np.asarray(pp.open_prepared(prepare(tmp_path / "nhwc.npy", tmp_path / "c3")[0]).x),
+                                  nhwc.transpose(0, 3, 1, 2))
+    grey = pp.open_prepared(prepare(tmp_path / "nhw.npy", tmp_path / "c1", image_size=8)[0])
+    np.testing.assert_array_equal(np.asarray(grey.x), ds._formats.resize(nhwc[:, None, :, :, 0], 8))
     np.save(tmp_path / "nan.npy", np.array([[0.0, 1.0], [np.nan, 2.0]]))
     with pytest.raises(WganxError, match="row 1 of the source is not finite"):
         prepare(tmp_path / "nan.npy", tmp_path / "h")
     np.savez(tmp_path / "badlabels.npz", x=x, labels=np.arange(5))
     with pytest.raises(WganxError, match="labels must be 12 integers"):
         prepare(tmp_path / "badlabels.npz", tmp_path / "j")
-    assert not any(p.is_dir() for p in tmp_path.iterdir() if p.name not in ("v", "i"))
+    assert not any(p.is_dir() for p in tmp_path.iterdir() if p.name not in ("v", "i", "c1", "c3"))
 
 
 # -- bad input: one line, nothing lost ---------------------------------------------------------

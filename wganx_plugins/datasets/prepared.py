@@ -155,12 +155,12 @@ class Source:
     format: str
     items: List[tuple] = field(default_factory=list)  # (path or member name, label)
     array: object = None
+    layout: str = ""  # of ``array``: "NCHW", "NHWC", "NHW" (greyscale) or "ND" (vectors)
     labels: Optional[np.ndarray] = None
     class_names: List[str] = field(default_factory=list)
     closer: object = None
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 ARRAY_KEYS = ("images", "imgs", "data", "x", "X", "arr_0")
 LABEL_KEYS = ("labels", "label", "y")
 
@@ -214,15 +214,18 @@ def open_source(path: Path, fmt: str, split: str, key: Optional[str], labels_key
 def _zip_source(path: Path) -> Source:
     """StyleGAN's dataset zip: images anywhere inside, in name order; ``dataset.json`` with
     ``{"labels": [[name, label], ...]}`` (or ``null``) gives labels."""
+    from . import IMAGE_EXTENSIONS
+
+    suffixes = tuple(sorted(IMAGE_EXTENSIONS))
     try:
         with zipfile.ZipFile(path) as z:
-            names = sorted(n for n in z.namelist() if n.lower().endswith(IMAGE_SUFFIXES)
+            names = sorted(n for n in z.namelist() if n.lower().endswith(suffixes)
                            and not os.path.basename(n).startswith("."))
             meta = json.loads(z.read("dataset.json")) if "dataset.json" in z.namelist() else {}
     except (OSError, zipfile.BadZipFile, ValueError, KeyError) as exc:
         raise WganxError(f"{path} is not a readable zip of images ({exc})") from None
     if not names:
-        raise WganxError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise WganxError(f"{path} holds no images ({', '.join(suffixes)})")
     pairs = (meta or {}).get("labels") if isinstance(meta, dict) else None
     if pairs is None:
         return Source("zip", [(n, 0) for n in names])
@@ -255,14 +258,18 @@ def _array_source(fmt: str, path: Path, arrays: dict, key, labels_key, closer=No
     array = arrays[key]
     shape, dtype = tuple(array.shape), np.dtype(array.dtype)
     where = f"{path}{f' [{key}]' if key else ''}"
-    if len(shape) == 4 and dtype != np.uint8:
-        raise WganxError(f"{where} holds {dtype} images; prepare reads images as uint8 (N, C, H, W)")
-    if len(shape) == 4 and shape[1] not in (1, 3):
-        raise WganxError(f"{where} has shape {shape}: images must be (N, C, H, W) with 1 or 3 channels")
+    if len(shape) not in (2, 3, 4) or shape[0] == 0:
+        raise WganxError(f"{where} has shape {shape}: expected (N, D) vectors, or uint8 images (N, C, H, W), "
+                         "(N, H, W, C) or (N, H, W)")
+    if len(shape) > 2 and dtype != np.uint8:
+        raise WganxError(f"{where} holds {dtype} images; prepare reads images as uint8 (0 to 255)")
     if len(shape) == 2 and dtype.kind not in "fiu":
         raise WganxError(f"{where} holds {dtype}; vectors must be numbers")
-    if len(shape) not in (2, 4) or shape[0] == 0:
-        raise WganxError(f"{where} has shape {shape}: expected (N, D) vectors or (N, C, H, W) uint8 images")
+    layout = {2: "ND", 3: "NHW"}.get(len(shape)) or ("NCHW" if shape[1] in (1, 3) else
+                                                       "NHWC" if shape[3] in (1, 3) else "")
+    if not layout:
+        raise WganxError(f"{where} has shape {shape}: images must have 1 or 3 channels, first (N, C, H, W) "
+                         "or last (N, H, W, C)")
     if labels_key is None:
         labels_key = next((k for k in arrays if k.split("/")[-1] in LABEL_KEYS and k != key), None)
     labels = class_names = None
@@ -275,7 +282,7 @@ def _array_source(fmt: str, path: Path, arrays: dict, key, labels_key, closer=No
                              f"{shape[0]} integers of 0 or more")
         labels = labels.astype(np.int64)
         class_names = [str(c) for c in range(int(labels.max()) + 1)]
-    return Source(fmt, array=array, labels=labels, class_names=class_names or [], closer=closer)
+    return Source(fmt, array=array, layout=layout, labels=labels, class_names=class_names or [], closer=closer)
 
 
 def source_signature(path: Path, fmt: str) -> str:
@@ -520,7 +527,7 @@ def _check_space(folder: Path, needed: int) -> None:
 def _write(data: Source, src: Path, folder: Path, settings: Settings, workers, progress: bool) -> dict:
     """Write ``data.npy`` (and ``labels.npy``) into ``folder``; returns the manifest."""
     if data.array is not None:
-        x_info, kind, shape, dtype, kept = _write_array(data.array, folder, settings.image_size, progress)
+        x_info, kind, shape, dtype, kept = _write_array(data, folder, settings.image_size, progress)
     else:
         x_info, kind, shape, dtype, kept = _write_images(data, src, folder, settings, workers, progress)
     files = {DATA: x_info}
@@ -543,16 +550,19 @@ def _write(data: Source, src: Path, folder: Path, settings: Settings, workers, p
             "prepared": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def _write_array(array, folder: Path, image_size: Optional[int], progress: bool) -> tuple:
-    """Copy an array source in row ranges (it may be larger than memory), resizing images."""
+def _write_array(data: Source, folder: Path, image_size: Optional[int], progress: bool) -> tuple:
+    """Copy an array source in row ranges (it may be larger than memory) as NCHW, resizing images."""
     from ._formats import resize
 
-    n, shape = array.shape[0], tuple(array.shape[1:])
-    if len(shape) == 3:
-        kind, dtype = "image", "uint8"
-        shape = (shape[0], image_size, image_size) if image_size else shape
+    array = data.array
+    n, layout = array.shape[0], data.layout
+    if layout == "ND":
+        kind, dtype, shape = "points", "float32", tuple(array.shape[1:])
     else:
-        kind, dtype = "points", "float32"
+        kind, dtype = "image", "uint8"
+        channels = {"NCHW": array.shape[1], "NHWC": array.shape[-1], "NHW": 1}[layout]
+        hw = array.shape[2:] if layout == "NCHW" else array.shape[1:3]
+        shape = (channels,) + ((image_size, image_size) if image_size else tuple(hw))
     _check_space(folder, n * int(np.prod(shape)) * np.dtype(dtype).itemsize)
     writer = _Writer(folder / DATA, shape, dtype, n)
     step = max(1, (64 << 20) // max(1, int(np.prod(array.shape[1:])) * np.dtype(array.dtype).itemsize))
@@ -566,6 +576,7 @@ def _write_array(array, folder: Path, image_size: Optional[int], progress: bool)
                     raise WganxError(f"row {start + int(np.flatnonzero(~np.isfinite(rows).all(1))[0])} of the "
                                      "source is not finite (NaN or inf); clean the data first")
             else:
+                rows = rows[:, None] if layout == "NHW" else rows.transpose(0, 3, 1, 2) if layout == "NHWC" else rows
                 rows = resize(rows, image_size)
             writer.write(rows)
             bar.update(task, advance=len(rows))
