@@ -324,6 +324,42 @@ def test_a_full_disk_leaves_nothing_that_looks_complete(tmp_path):
     assert len(pp.open_prepared(out)) == 20
 
 
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_prepare_leaves_nothing(tmp_path, sig):
+    """Ctrl-C (to the whole process group, workers included) or SIGTERM while preparing: exit
+    130/143 in one line, no prepared folder, no hidden partial one, no worker left."""
+    import signal
+    import time
+
+    write_images(tmp_path / "images", per_class=300)
+    proc = subprocess.Popen([sys.executable, "-m", "wganx", "data", "prepare", str(tmp_path / "images"), "-o",
+                             str(tmp_path / "prep"), "--image-size", "8", "--workers", "1", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(".partial-" in p.name for p in tmp_path.iterdir()):
+            assert proc.poll() is None and time.monotonic() < deadline, "prepare ended before it could be stopped"
+            time.sleep(0.01)
+        os.killpg(proc.pid, getattr(signal, sig))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == {"SIGINT": 130, "SIGTERM": 143}[sig], err
+    assert f"stopped by {sig}" in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the workers (same process group) end too
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("a worker process outlived the interrupted prepare")
+
+
 def test_out_folder_that_is_not_prepared_is_never_written_into(images, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
