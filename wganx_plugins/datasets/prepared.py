@@ -350,7 +350,7 @@ def _decode(task) -> tuple:
 def npy_header(shape: tuple, dtype) -> bytes:
     """A version-1.0 ``.npy`` header for C-ordered ``shape``, padded to :data:`HEADER_BYTES`
     so that rewriting it with a smaller count (images skipped) moves no data."""
-    text = repr({"descr": np.dtype(dtype).str, "fortran_order": False, "shape": tuple(shape)})
+    text = repr({"descr": np.dtype(dtype).str, "fortran_order": False, "shape": tuple(int(n) for n in shape)})
     body = text.encode("latin1")
     pad = HEADER_BYTES - 10 - len(body) - 1
     return b"\x93NUMPY\x01\x00" + (HEADER_BYTES - 10).to_bytes(2, "little") + body + b" " * pad + b"\n"
@@ -543,7 +543,7 @@ def _write(data: Source, src: Path, folder: Path, settings: Settings, workers, p
     from wganx import __version__
 
     return {"format": FORMAT, "version": VERSION, "kind": kind, "count": int(x_info["count"]),
-            "shape": list(shape), "dtype": dtype, "labelled": labels is not None,
+            "shape": [int(n) for n in shape], "dtype": dtype, "labelled": labels is not None,
             "class_names": data.class_names if labels is not None else [],
             "files": {k: {"bytes": v["bytes"], "sha256": v["sha256"]} for k, v in files.items()},
             "source": vars(settings), "skipped": skipped, "wganx": __version__,
