@@ -402,7 +402,7 @@ def read_rows(folder):
         return list(csv.DictReader(f))
 
 
-def test_vectors_train_with_the_mlp(backend_name, tmp_path):
+def test_vectors_train_with_the_mlp_and_evaluate(backend_name, tmp_path, capsys):
     np.save(tmp_path / "v.npy", np.random.default_rng(0).standard_normal((64, 5)))
     out = run_cli("data", "prepare", tmp_path / "v.npy", "-o", tmp_path / "v", "--no-progress", timeout=120)
     assert out.returncode == 0, out.stderr
@@ -411,4 +411,8 @@ def test_vectors_train_with_the_mlp(backend_name, tmp_path):
                      "--threads", "1", "--num-samples", "16", "--monitor-path", str(tmp_path / "run")]) == 0
     info = json.loads((tmp_path / "run" / "config.json").read_text())
     assert info["dataset"]["sample_shape"] == [5] and info["dataset"]["samples"] == 64
+    capsys.readouterr()
+    assert cli_main(["evaluate", "--model-load-path", str(tmp_path / "run" / "params_000002.safetensors"),
+                     "--num-samples", "32", "--json"]) == 0  # measured as vectors, not as images
+    assert json.loads(capsys.readouterr().out)["metrics"] == ["energy"]  # the vectors metric
 

@@ -78,8 +78,9 @@ def data(action: Annotated[str, typer.Argument(metavar="prepare|check")],
     manifest = read_manifest(folder)
     skipped = f"; {len(manifest['skipped'])} unreadable images left out (listed in its manifest)" \
         if manifest["skipped"] else ""
+    fit = "--arch mlp" if manifest["kind"] == "points" else f"--image-size {manifest['shape'][-1]}"
     print(f"{'wrote' if wrote else 'up to date:'} {folder}: {describe(manifest)}{skipped}; "
-          f"train with --dataset prepared --data-dir {folder}")
+          f"train with --dataset prepared --data-dir {folder} {fit}")
     return 0
 
 

@@ -441,6 +441,10 @@ def _evaluation(name: str, kind: str) -> dict:
         fields["classifier"] = _classifier(name)
     if name == "folder":
         fields["classifier_for"] = folder_labelled
+    if name in ("folder", "prepared"):
+        from .prepared import prepared_kind
+
+        fields["kind_for"] = prepared_kind
     return fields
 
 

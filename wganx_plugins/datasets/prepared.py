@@ -52,6 +52,15 @@ def is_prepared(path) -> bool:
     return (Path(path).expanduser() / MANIFEST).is_file()
 
 
+def prepared_kind(path) -> str:
+    """``points`` or ``image``: what a prepared folder holds (``image`` for anything else,
+    which the image loaders then read or refuse)."""
+    try:
+        return read_manifest(Path(path).expanduser())["kind"] if is_prepared(path) else "image"
+    except WganxError:
+        return "image"  # a damaged manifest is reported when the data is read
+
+
 # -- reading ----------------------------------------------------------------------------------
 def read_manifest(folder: Path) -> dict:
     """The manifest of ``folder``, checked for format and version (a one-line error otherwise)."""
