@@ -208,10 +208,7 @@ def test_torchrun_training_resumes_one_process_run_exactly(tmp_path, capsys):
 def test_torchrun_on_a_prepared_dataset_equals_one_process(tmp_path, capsys):
     """Two ranks each read only their rows of every global batch from the memory map
     (``Dataset.share``); losses and weights equal one process's, which reads whole batches."""
-    vectors = np.random.default_rng(0).standard_normal((96, 3))
-    np.save(tmp_path / "v.npy", vectors)
-    assert cli_main(["data", "prepare", str(tmp_path / "v.npy"), "-o", str(tmp_path / "v"), "--no-progress"]) == 0
-    args = [*TOY, "--dataset", "prepared", "--data-dir", tmp_path / "v", "-i", "4"]  # the last --dataset counts
+    args = [*TOY, *prepared_vectors(tmp_path), "-i", "4"]
     alone, ranks = tmp_path / "alone", tmp_path / "ranks"
     assert cli_main(["train", *map(str, args), "--monitor-path", str(alone)]) == 0
     capsys.readouterr()
@@ -310,11 +307,20 @@ def test_tf_multi_worker_replicas_equal_one_process(tmp_path):
     check_equal(worker_results(tmp_path / "r", 2), replicas=2)
 
 
+def prepared_vectors(tmp_path: Path) -> list:
+    """``--dataset prepared`` flags for 96 prepared 3-D vectors (after TOY, the last flags count)."""
+    np.save(tmp_path / "v.npy", np.random.default_rng(0).standard_normal((96, 3)))
+    assert cli_main(["data", "prepare", str(tmp_path / "v.npy"), "-o", str(tmp_path / "v"), "--no-progress"]) == 0
+    return ["--dataset", "prepared", "--data-dir", str(tmp_path / "v")]
+
+
 @needs_tf
-def test_tf_multi_worker_training_equals_one_process(tmp_path, capsys):
+@pytest.mark.parametrize("data", ["toy", "prepared"])
+def test_tf_multi_worker_training_equals_one_process(tmp_path, capsys, data):
     """Two ``wganx train`` workers with TF_CONFIG into one run folder: the chief alone writes,
-    and the losses and weights equal one process's."""
-    args = [*TOY, "--backend", "tensorflow", "-i", "4"]
+    and the losses and weights equal one process's. From a prepared dataset, each worker reads
+    only its rows of every global batch."""
+    args = [*TOY, "--backend", "tensorflow", "-i", "4", *(prepared_vectors(tmp_path) if data == "prepared" else [])]
     alone, workers = tmp_path / "alone", tmp_path / "workers"
     assert cli_main(["train", *args, "--monitor-path", alone]) == 0
     capsys.readouterr()
