@@ -536,16 +536,16 @@ def _check_space(folder: Path, needed: int) -> None:
 def _write(data: Source, src: Path, folder: Path, settings: Settings, workers, progress: bool) -> dict:
     """Write ``data.npy`` (and ``labels.npy``) into ``folder``; returns the manifest."""
     if data.array is not None:
-        x_info, kind, shape, dtype, kept = _write_array(data, folder, settings.image_size, progress)
+        x_info, kind, shape, dtype, bad = _write_array(data, folder, settings.image_size, progress)
     else:
-        x_info, kind, shape, dtype, kept = _write_images(data, src, folder, settings, workers, progress)
+        x_info, kind, shape, dtype, bad = _write_images(data, src, folder, settings, workers, progress)
     files = {DATA: x_info}
     skipped = []
     labels = data.labels
-    if isinstance(kept, list):  # images were skipped: their names, and the labels of the rest
+    if bad:  # [(index, why)] of images left out (--skip-bad): their names, and the labels of the rest
         keep = np.ones(len(data.items), bool)
-        keep[[i for i, _ in kept]] = False
-        skipped = [f"{data.items[i][0]}: {why}" for i, why in kept]
+        keep[[i for i, _ in bad]] = False
+        skipped = [f"{data.items[i][0]}: {why}" for i, why in bad]
         labels = labels[keep] if labels is not None else None
     if labels is not None:
         files[LABELS] = _save_small(folder / LABELS, labels)
