@@ -276,6 +276,29 @@ def test_damaged_truncated_newer_and_changed_copies_are_refused(images, tmp_path
     assert len(pp.open_prepared(prepare(images, out, image_size=8, overwrite=True)[0])) == 24
 
 
+def test_source_stamp_notices_images_added_or_removed_in_each_layout(tmp_path):
+    import time
+
+    tick = 0.05  # folder times come from the kernel's coarse clock (one tick: 1 to 10 ms)
+    for layout in ("loose", "classes", "train/classes"):
+        root = tmp_path / layout.replace("/", "-")
+        where = root / layout.replace("loose", "").replace("classes", "cat")
+        where.mkdir(parents=True)
+        if layout == "train/classes":
+            (root / "test" / "cat").mkdir(parents=True)
+        Image.new("RGB", (4, 4)).save(where / "a.png")
+        stamp = pp.source_stamp(root)
+        assert pp.source_stamp(root) == stamp, layout
+        time.sleep(tick)
+        Image.new("RGB", (4, 4)).save(where / "b.png")
+        assert pp.source_stamp(root) != stamp, layout
+        stamp = pp.source_stamp(root)
+        time.sleep(tick)
+        (where / "a.png").unlink()
+        assert pp.source_stamp(root) != stamp, layout
+    assert pp.source_stamp(tmp_path / "gone") is None
+
+
 def test_unreadable_image_is_named_and_skipped_only_when_asked(images, tmp_path):
     (images / "dog" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     good = Image.new("RGB", (20, 20))

@@ -99,23 +99,31 @@ def _open_array(folder: Path, name: str, manifest: dict, shape: tuple, dtype: st
 
 
 def source_stamp(path: Path) -> Optional[str]:
-    """A cheap fingerprint of a source that a run compares, in about constant time, to notice a
-    source changed since it was prepared: a file's size and time of change; for a folder, the
-    times of change of it and of the folders two levels down (images added, removed or renamed
-    change them; an image rewritten in place is caught by ``prepare``'s full signature only).
-    None when the source is gone (the prepared copy then stands alone)."""
+    """A cheap fingerprint of a source that a run compares, in bounded time, to notice a source
+    changed since it was prepared: a file's size and time of change; for a folder, the times of
+    change of it and of its subfolders (of ``train/`` and ``test/``'s too), which change when
+    images are added, removed or renamed in them. An image rewritten in place, or one deeper
+    down, is caught by ``prepare``'s full signature only. None when the source is gone (the
+    prepared copy then stands alone)."""
     try:
         stat = path.stat()
     except OSError:
         return None
     parts = [f"{stat.st_size}:{stat.st_mtime_ns}"]
     if path.is_dir():
-        level = [path]
-        for _ in range(2):
-            level = sorted(Path(e.path) for d in level for e in os.scandir(d)
-                           if e.is_dir() and not e.name.startswith("."))[:10_000]
-            parts += [f"{d.relative_to(path)}:{d.stat().st_mtime_ns}" for d in level]
+        folders = _subfolders(path)
+        if {"train", "test"} <= {d.name for d in folders}:
+            folders += [d for split in ("train", "test") for d in _subfolders(path / split)]
+        parts += [f"{d.relative_to(path)}:{d.stat().st_mtime_ns}" for d in folders]
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _subfolders(folder: Path, most: int = 10_000) -> list:
+    """The visible subfolders among the first ``most`` entries of ``folder`` (a folder of a
+    million loose images is not listed to the end at every start)."""
+    with os.scandir(folder) as entries:
+        found = [Path(e.path) for _, e in zip(range(most), entries) if e.is_dir() and not e.name.startswith(".")]
+    return sorted(found)
 
 
 def open_prepared(data_dir, image_size: Optional[int] = None) -> ArrayDataset:
