@@ -10,7 +10,10 @@ cache (the file is read through once before timing). Compared:
   ``Prefetcher`` (a background thread);
 * ``in-memory``: the same array loaded into memory (what every loader did before), as
   ``ArrayDataset`` (only for N small enough to hold);
-* ``numpy``: a plain loop, a permutation and ``x[idx].astype(float32) / 127.5 - 1`` on the map.
+* ``numpy``: a plain loop, a permutation and ``x[idx].astype(float32) / 127.5 - 1`` on the map;
+* with ``--formats-max``: the same images in the field's formats, ``hdf5`` (StudioGAN's
+  uint8 NCHW in h5py, gathered by sorted index) and ``zip-png`` (StyleGAN's stored zip of
+  PNGs, decoded per batch).
 
 Resident anonymous memory is ``RssAnon`` of ``/proc/self/status``; page-cache pages of the map
 are the OS's and show in ``RssFile``. ``--zeros N`` prepares that N from a sparse all-zero
@@ -100,6 +103,11 @@ def measure(variant: str, folder: str, seconds: float) -> dict:
         opened = time.perf_counter() - start
         next(batches)
         first = time.perf_counter() - start
+    elif variant in ("hdf5", "zip-png"):  # the field's formats, read the way their loaders do
+        batches = _other_format(variant, Path(folder))
+        opened = time.perf_counter() - start
+        next(batches)
+        first = time.perf_counter() - start
     else:  # a plain numpy loop on the map
         x = np.load(Path(folder) / "data.npy", mmap_mode="r")
 
@@ -119,12 +127,62 @@ def measure(variant: str, folder: str, seconds: float) -> dict:
             "rss_anon_end_mb": status("RssAnon") / 1e6, "rss_file_end_mb": status("RssFile") / 1e6}
 
 
+def write_other_formats(folder: Path) -> None:
+    """The prepared images again as StudioGAN keeps them (HDF5, uint8 NCHW) and as StyleGAN
+    does (a stored zip of PNGs), to compare reading them."""
+    import io
+    import zipfile
+
+    import h5py
+    from PIL import Image
+
+    x = np.load(folder / "data.npy", mmap_mode="r")
+    with h5py.File(folder / "data.h5", "w") as f:
+        f.create_dataset("imgs", data=np.asarray(x))
+    with zipfile.ZipFile(folder / "images.zip", "w", zipfile.ZIP_STORED) as z:
+        for i in range(len(x)):
+            buffer = io.BytesIO()
+            Image.fromarray(np.asarray(x[i]).transpose(1, 2, 0)).save(buffer, "PNG")
+            z.writestr(f"{i // 1000:05d}/img{i:08d}.png", buffer.getvalue())
+
+
+def _other_format(variant: str, folder: Path):
+    """Endless shuffled batches of 64 from ``data.h5`` (h5py wants increasing indices: read
+    sorted, then put back in order) or from ``images.zip`` (decode each PNG)."""
+    import zipfile
+
+    import h5py
+    from PIL import Image
+
+    if variant == "hdf5":
+        data = h5py.File(folder / "data.h5", "r")["imgs"]
+        n = len(data)
+    else:
+        archive = zipfile.ZipFile(folder / "images.zip")
+        names = sorted(archive.namelist())
+        n = len(names)
+    for epoch in range(10 ** 9):
+        order = np.random.default_rng([0, epoch]).permutation(n)
+        for j in range(n // BATCH):
+            idx = order[j * BATCH:(j + 1) * BATCH]
+            if variant == "hdf5":
+                ranks = np.argsort(idx)
+                rows = np.empty((BATCH,) + SHAPE, np.uint8)
+                rows[ranks] = data[np.sort(idx)]
+            else:
+                rows = np.stack([np.asarray(Image.open(archive.open(names[i])).convert("RGB")).transpose(2, 0, 1)
+                                 for i in idx])
+            yield rows.astype(np.float32) / np.float32(127.5) - 1, None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,300000", help="comma-separated N")
     parser.add_argument("--zeros", default="", help="comma-separated N prepared from a sparse all-zero source")
     parser.add_argument("--seconds", type=float, default=3.0, help="timing window per variant")
     parser.add_argument("--in-memory-max", type=int, default=100_000, help="largest N also loaded into memory")
+    parser.add_argument("--formats-max", type=int, default=0, help="largest N also read as HDF5 (h5py) and as "
+                        "a zip of PNGs (StyleGAN's layout); 0: neither")
     parser.add_argument("--work", default="/tmp/wganx-data-bench", help="scratch folder (deleted after)")
     parser.add_argument("--json", help="also write the rows here")
     parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)  # VARIANT FOLDER SECONDS (subprocess)
@@ -152,6 +210,9 @@ def main(argv=None) -> int:
             source.unlink()
             cache_gb_s = warm(folder / "data.npy")
             variants = ["prepared", "prefetched", "numpy"] + (["in-memory"] if n <= args.in_memory_max else [])
+            if n <= args.formats_max:
+                write_other_formats(folder)
+                variants += ["hdf5", "zip-png"]
             for variant in variants:
                 out = subprocess.run([sys.executable, __file__, "--measure", variant, str(folder), str(args.seconds)],
                                      capture_output=True, text=True, env=env, timeout=600)
