@@ -11,7 +11,8 @@ Why a raw ``.npy``: read through ``np.load(mmap_mode="r")`` it opens in constant
 whatever its size, a batch is one fancy-index gather straight from the page cache, and its
 rows are exactly the uint8 NCHW array the in-memory loaders hold, so :class:`ArrayDataset`
 reads it unchanged and every batch is bit-identical to the in-memory one of the same seed
-(measured in ``benchmarks/data_reading.py``: well above 20,000 64x64 images/s on one core).
+(measured in ``benchmarks/data_reading.py``, 64x64, batch 64, one core, warm cache: 119,000
+images/s, as fast as a plain numpy loop; the same images in h5py 36,000, as PNGs in a zip 3,900).
 What the field's formats taught: StyleGAN's ``dataset_tool.py`` (one uncompressed zip of
 PNGs, an optional ``dataset.json`` of labels) prepares once and keeps the labels beside the
 pixels; StudioGAN's HDF5 stores decoded uint8 NCHW (no decoding per step), as here; LMDB
