@@ -156,3 +156,20 @@ def test_step_probe_times_every_step(backend):
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [line for line in proc.stdout.splitlines() if line.startswith(f"{backend} toy-mlp")]
     assert [line.split()[2] for line in lines] == ["critic_step", "generator_step", "iteration"]
+
+
+def test_data_reading_benchmark_measures_every_variant_and_cleans_up(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "rows.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "data_reading.py"), "--sizes", "1000",
+                           "--zeros", "2000", "--seconds", "0.2", "--in-memory-max", "1000", "--formats-max", "1000",
+                           "--work", str(work),
+                           "--json", str(out)], capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["n"], r["variant"]) for r in rows] == [
+        (1000, "prepared"), (1000, "prefetched"), (1000, "numpy"), (1000, "in-memory"), (1000, "hdf5"),
+        (1000, "zip-png"), (2000, "prepared"), (2000, "prefetched"), (2000, "numpy")]
+    assert [r["source"] for r in rows] == ["random"] * 6 + ["zeros"] * 3
+    assert all(r["images_per_s"] > 0 and 0 < r["rss_anon_open_mb"] <= r["rss_anon_end_mb"] + 1 for r in rows)
+    assert "| 1,000 | prepared |" in proc.stdout and not work.exists()

@@ -53,7 +53,7 @@ def leftovers(directory: Path) -> list:
 def test_hook_registers_every_dataset_with_its_kind():
     registry = wganx.plugins.Registry.from_plugins([ds], entry_points=False)
     assert registry.names("dataset") == sorted(
-        ["mnist", "fashion-mnist", "cifar10", "svhn", "folder", "digits",
+        ["mnist", "fashion-mnist", "cifar10", "svhn", "folder", "prepared", "digits",
          "8gaussians", "25gaussians", "swissroll"])
     assert registry.get("dataset", "swissroll").kind == "points"
     assert registry.get("dataset", "cifar10").kind == "image"

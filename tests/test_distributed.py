@@ -227,6 +227,23 @@ def test_torchrun_training_resumes_one_process_run_exactly(tmp_path, capsys):
     assert_same_state(split / "params_000004.safetensors", straight / "params_000004.safetensors", BOUND["float"])
 
 
+@needs_torch
+def test_torchrun_on_a_prepared_dataset_equals_one_process(tmp_path, capsys):
+    """Two ranks each read only their rows of every global batch from the memory map
+    (``Dataset.share``); losses and weights equal one process's, which reads whole batches."""
+    args = [*TOY, *prepared_vectors(tmp_path), "-i", "4"]
+    alone, ranks = tmp_path / "alone", tmp_path / "ranks"
+    assert cli_main(["train", *map(str, args), "--monitor-path", str(alone)]) == 0
+    capsys.readouterr()
+    code, out, err = finish(start([*TORCHRUN, "-m", "wganx", "train", *args, "--monitor-path", ranks]))
+    assert code == 0 and "Traceback" not in err, err[-3000:]
+    assert json.loads((ranks / "config.json").read_text())["replicas"]["processes"] == 2
+    a, b = losses(ranks), losses(alone)
+    assert a.shape == b.shape == (4, 5)
+    assert np.max(np.abs(a - b) / (np.abs(b) + 1e-6)) <= BOUND["float"]
+    assert_same_state(ranks / "params_000004.safetensors", alone / "params_000004.safetensors", BOUND["float"])
+
+
 def wait_for(path: Path, proc, timeout=120):
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -313,11 +330,20 @@ def test_tf_multi_worker_replicas_equal_one_process(tmp_path):
     check_equal(worker_results(tmp_path / "r", 2), replicas=2)
 
 
+def prepared_vectors(tmp_path: Path) -> list:
+    """``--dataset prepared`` flags for 96 prepared 3-D vectors (after TOY, the last flags count)."""
+    np.save(tmp_path / "v.npy", np.random.default_rng(0).standard_normal((96, 3)))
+    assert cli_main(["data", "prepare", str(tmp_path / "v.npy"), "-o", str(tmp_path / "v"), "--no-progress"]) == 0
+    return ["--dataset", "prepared", "--data-dir", str(tmp_path / "v")]
+
+
 @needs_tf
-def test_tf_multi_worker_training_equals_one_process(tmp_path, capsys):
+@pytest.mark.parametrize("data", ["toy", "prepared"])
+def test_tf_multi_worker_training_equals_one_process(tmp_path, capsys, data):
     """Two ``wganx train`` workers with TF_CONFIG into one run folder: the chief alone writes,
-    and the losses and weights equal one process's."""
-    args = [*TOY, "--backend", "tensorflow", "-i", "4"]
+    and the losses and weights equal one process's. From a prepared dataset, each worker reads
+    only its rows of every global batch."""
+    args = [*TOY, "--backend", "tensorflow", "-i", "4", *(prepared_vectors(tmp_path) if data == "prepared" else [])]
     alone, workers = tmp_path / "alone", tmp_path / "workers"
     assert cli_main(["train", *args, "--monitor-path", alone]) == 0
     capsys.readouterr()

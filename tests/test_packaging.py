@@ -32,6 +32,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import wganx
 
@@ -104,7 +105,8 @@ def test_core_wheel_contents(built):
     names = zf.namelist()
     info = f"wganx-{wganx.__version__}.dist-info"
     for module in ("wganx/cli.py", "wganx/testing.py", "wganx/__main__.py", "wganx_plugins/datasets/__init__.py",
-                   "wganx_plugins/metrics/__init__.py", "wganx_plugins/regularizers.py"):
+                   "wganx_plugins/metrics/__init__.py", "wganx_plugins/regularizers.py",
+                   "wganx_plugins/datasets/prepared.py"):
         assert module in names, module
     assert any(n.startswith(f"{info}/licenses/LICENSE") or n == f"{info}/LICENSE" for n in names), \
         "LICENSE missing from the wheel"
@@ -225,6 +227,14 @@ def test_every_command_runs_from_the_wheels(venv, tmp_path):
     assert "modes" in evaluated.stdout
     _in_venv(venv, ["wganx", "parity", "--backend", "torch", "--case", "mlp/gp/wasserstein/points"], cwd=tmp_path)
     assert "generator" in _in_venv(venv, ["wganx", "conv-small-shapes"], cwd=tmp_path).stdout
+    images = tmp_path / "images"  # prepare's worker processes start from the installed wheel too
+    images.mkdir()
+    for i in range(3):
+        Image.new("RGB", (10 + i, 12), (i, 2 * i, 3 * i)).save(images / f"{i}.png")
+    _in_venv(venv, ["wganx", "data", "prepare", images, "-o", tmp_path / "prepared", "--image-size", "8",
+                    "--workers", "2", "--no-progress"], cwd=tmp_path)
+    assert "intact, 3 image samples of 3x8x8" in _in_venv(venv, ["wganx", "data", "check", tmp_path / "prepared"],
+                                                           cwd=tmp_path).stdout
     report = tmp_path / "bench.json"
     _in_venv(venv, ["wganx", "bench", "--quick", "--backend", "torch", "--config", "toy-mlp", "--variant", "wganx",
                     "--variant", "plain", "--no-penalty", "--threads", "1", "--json", report], cwd=tmp_path)

@@ -36,6 +36,15 @@ class Dataset:
         """
         raise NotImplementedError
 
+    def share(self, batch_size: int, seed: int, start: int, index: int, count: int) -> Iterator[Batch]:
+        """Share ``index`` of ``count`` (contiguous, as :func:`wganx.distributed.replica_slice`
+        cuts it) of each batch of :meth:`stream`: what one of ``count`` data-parallel
+        processes trains on. This default reads whole batches and slices them; a dataset that
+        can read only its rows overrides it."""
+        for x, y in self.stream(batch_size, seed, start):
+            cut = slice(index * len(x) // count, (index + 1) * len(x) // count)
+            yield x[cut], (None if y is None else y[cut])
+
     def __len__(self) -> int:
         raise NotImplementedError
 
@@ -70,16 +79,22 @@ class ArrayDataset(Dataset):
         return self.convert(self.x[idx]), y
 
     def stream(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
+        return self.share(batch_size, seed, start, 0, 1)
+
+    def share(self, batch_size: int, seed: int, start: int, index: int, count: int) -> Iterator[Batch]:
+        """Reads only this share's rows: from a memory-mapped (prepared) dataset, each of
+        ``count`` processes touches ``1 / count`` of every batch."""
         n = len(self.x)
         if batch_size > n:
             raise ValueError(f"batch size {batch_size} exceeds the {n} samples of {self.name!r}")
         per_epoch = n // batch_size
+        lo, hi = index * batch_size // count, (index + 1) * batch_size // count
         k = start
         while True:
             epoch, offset = divmod(k, per_epoch)
             order = np.random.default_rng([seed, epoch]).permutation(n)
             for j in range(offset, per_epoch):
-                yield self._take(order[j * batch_size:(j + 1) * batch_size])
+                yield self._take(order[j * batch_size + lo:j * batch_size + hi])
             k = (epoch + 1) * per_epoch
 
 

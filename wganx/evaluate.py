@@ -133,7 +133,7 @@ class Evaluator:
             raise WganxError("evaluate: which real dataset? pass --reference DATASET")
         self.data_dir = data_dir if data_dir is not None else _config_get(config_like, "data_dir")
         self.spec = spec = self.reg.get("dataset", self.dataset)
-        self.kind = spec.kind
+        self.kind = spec.kind_for(self.data_dir) if spec.kind_for and self.data_dir is not None else spec.kind
         self.seed = int(seed if seed is not None else _config_get(config_like, "seed", 0) or 0)
         self.num_samples = int(num_samples or DEFAULT_SAMPLES.get(self.kind, 10000))
         if self.num_samples < 2:

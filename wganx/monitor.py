@@ -152,17 +152,21 @@ def read_loss_rows(path: Path):
 
 
 def plot_points(fake: np.ndarray, real: np.ndarray, critic_grid, path: Path, title: str = "") -> Path:
-    """Generated over real points, the critic's value as a contour (WGAN-GP paper, figure 1)."""
+    """Generated over real points, the critic's value as a contour (WGAN-GP paper, figure 1).
+    Vectors of more than two dimensions show their first two, without the contour
+    (``critic_grid`` None)."""
     plt = _pyplot()
-    lim = float(max(np.abs(real).max(), 1.0) * 1.3)
-    ticks = np.linspace(-lim, lim, 64)
-    gx, gy = np.meshgrid(ticks, ticks)
-    grid = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
-    values = critic_grid(grid).reshape(gx.shape)
+    lim = float(max(np.abs(real[:, :2]).max(), 1.0) * 1.3)
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.contourf(gx, gy, values, levels=20, cmap="viridis", alpha=0.8)
-    ax.scatter(real[:, 0], real[:, 1], s=3, c="orange", label="real")
-    ax.scatter(fake[:, 0], fake[:, 1], s=3, c="white", edgecolors="none", label="generated")
+    if critic_grid is not None:
+        ticks = np.linspace(-lim, lim, 64)
+        gx, gy = np.meshgrid(ticks, ticks)
+        grid = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
+        values = critic_grid(grid).reshape(gx.shape)
+        ax.contourf(gx, gy, values, levels=20, cmap="viridis", alpha=0.8)
+    ax.scatter(real[:, 0], real[:, 1 % real.shape[1]], s=3, c="orange", label="real")
+    ax.scatter(fake[:, 0], fake[:, 1 % fake.shape[1]], s=3, c="white" if critic_grid is not None else "purple",
+               edgecolors="none", label="generated")
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_title(title)

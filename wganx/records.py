@@ -211,6 +211,9 @@ class DatasetSpec:
         classifier_for: ``classifier_for(data_dir) -> bool``: whether ``classifier`` serves
             the data there (a folder of images only when its subfolders are classes);
             default: always.
+        kind_for: ``kind_for(data_dir) -> str``: the kind of the data there, where it
+            depends on the folder (a prepared dataset holds images or vectors); default:
+            ``kind``.
     """
 
     name: str
@@ -223,6 +226,7 @@ class DatasetSpec:
     modes: Optional[Callable[[], tuple]] = None
     classifier: Optional[Callable[..., Any]] = None
     classifier_for: Optional[Callable[[Any], bool]] = None
+    kind_for: Optional[Callable[[Any], str]] = None
 
 
 @dataclass(frozen=True)

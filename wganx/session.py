@@ -286,11 +286,14 @@ class Session(abc.ABC):
 
     def process_share(self, inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
         """This process's contiguous share of the global batch: the slices of the replicas it
-        drives (all of it when it runs alone)."""
+        drives (all of it when it runs alone). An input that is already the share's length
+        passes as it is: the training loop reads only this process's rows of the real batch
+        (:meth:`wganx.data.Dataset.share`)."""
         r = self.replicas
         if r.local == r.size:
             return inputs
-        return replica_slice(inputs, r.first // r.local, r.size // r.local)
+        whole = {k: v for k, v in inputs.items() if len(v) == self.program.batch_size}
+        return {**inputs, **replica_slice(whole, r.first // r.local, r.size // r.local)}
 
     def record_update(self, net: str, finite) -> bool:
         """After a step of ``net``: whether it applied its (reduced) gradients, always in

@@ -229,7 +229,7 @@ class Trainer:
             self._write_config()
             log = monitor.LossLog(self.folder, resume_from=self.iteration if self.last_checkpoint else None)
             board = monitor.TensorBoard(self.folder) if cfg.tensorboard else None
-        data = Prefetcher(self.dataset.stream(cfg.batch_size, cfg.seed, self.batches_read))
+        data = Prefetcher(self._real_batches())
         progress = TrainingProgress(cfg.max_iter, self.iteration, enabled=cfg.progress and self.writer,
                                     description=f"wganx {cfg.backend}")
         start, elapsed0 = time.perf_counter(), self._elapsed_before(log)
@@ -260,6 +260,14 @@ class Trainer:
             interrupted.restore()
         return {"status": status, "iteration": self.iteration, "checkpoint": str(self.last_checkpoint),
                 "losses": last, "signal": interrupted.signal, "writer": self.writer}
+
+    def _real_batches(self):
+        """The data stream from batch ``batches_read`` on; under data parallelism over several
+        processes, only this process's rows of each global batch (the others are not read)."""
+        cfg, r = self.config, self.replicas
+        if r.processes == 1:
+            return self.dataset.stream(cfg.batch_size, cfg.seed, self.batches_read)
+        return self.dataset.share(cfg.batch_size, cfg.seed, self.batches_read, r.first // r.local, r.size // r.local)
 
     def _iteration(self, i, data, log, board, progress, interrupted, clock_offset) -> Optional[Dict[str, float]]:
         """Generator iteration ``i``: its critic steps, its generator step, and what is due
@@ -370,9 +378,12 @@ class Trainer:
         labels = self.sample_rng.integers(0, self.program.num_classes, n) if self.program.num_classes else None
         samples = self.folder / "samples"
         if self.dataset.kind == "points":
-            real, _ = next(self.dataset.stream(max(n, 512), self.config.seed + 10 ** 6))
-            fake = self._generate_many(max(n, 512))
-            monitor.plot_points(fake, real, self.session.critic_values, samples / monitor.sample_name("fixed", it),
+            shown = min(max(n, 512), len(self.dataset) or max(n, 512))  # a finite set may hold fewer
+            real, _ = next(self.dataset.stream(shown, self.config.seed + 10 ** 6))
+            fake = self._generate_many(shown)
+            plane = self.dataset.sample_shape == (2,)  # the critic's contour needs the plane
+            monitor.plot_points(fake, real, self.session.critic_values if plane else None,
+                                samples / monitor.sample_name("fixed", it),
                                 title=f"{self.config.dataset}, iteration {it}")
             return
         monitor.save_png(monitor.tile(self._generate(z, labels)), samples / monitor.sample_name("train", it))

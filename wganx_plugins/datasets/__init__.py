@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from wganx import hookimpl
 from wganx.data import ArrayDataset, SamplerDataset
 from wganx.errors import WganxError
+from wganx.notices import notice
 from wganx.records import DatasetSpec
 
 from . import toy
@@ -237,16 +238,9 @@ def _image_files(folder: Path) -> list:
                   and not p.name.startswith(".") and p.is_file())
 
 
-def load_folder(data_dir, image_size=None, split: str = "train") -> ArrayDataset:
-    """Every image under ``data_dir``, as uint8 NCHW.
-
-    * Two or more subfolders holding images are classes, labelled in sorted name order; one
-      subfolder (``celeba/img_align_celeba/``) or none gives an unlabelled set.
-    * A folder with both ``train/`` and ``test/`` inside reads the one named by ``split``.
-    * Images stay one channel when every one is greyscale, else all become RGB (alpha dropped).
-    * ``image_size`` None keeps the size the images share (differing sizes are an error);
-      otherwise each image is centre-cropped to a square and resized.
-    """
+def folder_files(data_dir, split: str = "train") -> tuple:
+    """``(files, class_names)`` of a folder dataset: ``files`` is ``[(path, label), ...]`` in
+    the order every loader reads them; the rules are :func:`load_folder`'s."""
     if data_dir is None:
         raise WganxError("the folder dataset needs a directory of images: pass --data-dir")
     root = Path(data_dir).expanduser()
@@ -269,26 +263,61 @@ def load_folder(data_dir, image_size=None, split: str = "train") -> ArrayDataset
     if not files:
         raise WganxError(f"folder dataset: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) "
                          f"under {root}")
+    return files, [name for name, _ in classes] if len(classes) > 1 else []
+
+
+def open_image(source, name) -> Image.Image:
+    """The image in ``source`` (a path or a binary file) as ``L`` when its mode is greyscale,
+    else ``RGB`` (alpha dropped); a WganxError naming ``name`` when it cannot be read."""
+    try:
+        with Image.open(source) as im:
+            return im.convert("L" if im.mode in _GRAY_MODES else "RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise WganxError(f"cannot read image {name} ({exc})") from None
+
+
+def image_array(im: Image.Image, rgb: bool) -> np.ndarray:
+    """A decoded image as uint8 CHW, grey replicated to three channels when ``rgb``."""
+    x = np.asarray(im.convert("RGB") if rgb and im.mode != "RGB" else im)
+    return x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
+
+
+# Folders larger than this get a hint to prepare them once (``wganx data prepare``).
+PREPARE_HINT_IMAGES = 20_000
+
+
+def load_folder(data_dir, image_size=None, split: str = "train") -> ArrayDataset:
+    """Every image under ``data_dir``, as uint8 NCHW.
+
+    * Two or more subfolders holding images are classes, labelled in sorted name order; one
+      subfolder (``celeba/img_align_celeba/``) or none gives an unlabelled set.
+    * A folder with both ``train/`` and ``test/`` inside reads the one named by ``split``.
+    * Images stay one channel when every one is greyscale, else all become RGB (alpha dropped).
+    * ``image_size`` None keeps the size the images share (differing sizes are an error);
+      otherwise each image is centre-cropped to a square and resized.
+    * A folder that ``wganx data prepare`` wrote is read from its memory map instead.
+    """
+    from .prepared import is_prepared, open_prepared
+
+    if data_dir is not None and is_prepared(data_dir):
+        return open_prepared(data_dir, image_size)
+    files, class_names = folder_files(data_dir, split)
+    if len(files) > PREPARE_HINT_IMAGES:
+        notice(f"decoding {len(files):,} images into memory, on every start; prepare them once instead: "
+               f"wganx data prepare {data_dir} -o PREPARED --image-size {image_size or 'N'}, then train with "
+               "--dataset prepared --data-dir PREPARED")
     images = []
     for path, _ in files:
-        try:
-            with Image.open(path) as im:
-                im = im.convert("L" if im.mode in _GRAY_MODES else "RGB")
-        except (OSError, UnidentifiedImageError) as exc:
-            raise WganxError(f"folder dataset: cannot read image {path} ({exc})")
+        im = open_image(path, path)
         if image_size is None and images and im.size != images[0].size:
             raise WganxError(f"folder dataset: {path} is {im.size[0]}x{im.size[1]} but "
                              f"{files[0][0]} is {images[0].size[0]}x{images[0].size[1]}; "
                              "pass --image-size to resize them all")
         images.append(fit_image(im, image_size))
-    if any(im.mode == "RGB" for im in images):
-        images = [im.convert("RGB") for im in images]
-    x = np.stack([np.asarray(im) for im in images])
-    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
-    labelled = len(classes) > 1
-    labels = np.array([label for _, label in files], np.int64) if labelled else None
-    return _finish("folder", np.ascontiguousarray(x), labels, None,
-                   class_names=[name for name, _ in classes] if labelled else [])
+    rgb = any(im.mode == "RGB" for im in images)
+    x = np.stack([image_array(im, rgb) for im in images])
+    labels = np.array([label for _, label in files], np.int64) if class_names else None
+    return _finish("folder", x, labels, None, class_names=class_names)
 
 
 def folder_labelled(data_dir) -> bool:
@@ -337,6 +366,12 @@ def load_split(name: str, data_dir=None, split: str = "train", image_size: Optio
         return _load_digits(image_size)
     if name == "folder":
         return load_folder(data_dir, image_size, split)
+    if name == "prepared":
+        from .prepared import open_prepared
+
+        if data_dir is None:
+            raise WganxError("the prepared dataset needs --data-dir, a folder `wganx data prepare` wrote")
+        return open_prepared(data_dir, image_size)
     if name not in FILES:
         raise WganxError(f"unknown dataset {name!r}")
     _check_split(name, split)
@@ -364,6 +399,7 @@ _DESCRIPTIONS = {
     "cifar10": ("image", "CIFAR-10, 50k 3x32x32, 10 classes (official python batches)"),
     "svhn": ("image", "SVHN cropped digits, 73k 3x32x32, 10 classes"),
     "folder": ("image", "a directory of images (--data-dir); class subfolders give labels"),
+    "prepared": ("image", "a folder `wganx data prepare` wrote (--data-dir): images or vectors, memory-mapped"),
     "digits": ("image", "scikit-learn's 8x8 digits, 1797 1x8x8, offline, 10 classes"),
     "8gaussians": ("points", "2-D: 8 gaussians on a circle (WGAN-GP toy)"),
     "25gaussians": ("points", "2-D: 5x5 grid of gaussians (WGAN-GP toy)"),
@@ -405,6 +441,10 @@ def _evaluation(name: str, kind: str) -> dict:
         fields["classifier"] = _classifier(name)
     if name == "folder":
         fields["classifier_for"] = folder_labelled
+    if name in ("folder", "prepared"):
+        from .prepared import prepared_kind
+
+        fields["kind_for"] = prepared_kind
     return fields
 
 
