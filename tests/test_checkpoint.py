@@ -70,3 +70,34 @@ def test_a_checkpoint_written_the_old_way_generates_and_resumes_exactly(backend_
     assert set(resumed) == set(whole)
     for key in whole:
         np.testing.assert_allclose(resumed[key], whole[key], rtol=1e-5, atol=1e-7, err_msg=key)
+
+
+def test_checkpoint_roundtrip_and_atomicity(tmp_path):
+    arrays = {"generator/W": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    written = {"iteration": 1, "config": {}, "sample_shape": [2], "data_kind": "points", "num_classes": 0}
+    path = checkpoint.save(tmp_path / "params_000001.safetensors", arrays, written)
+    loaded, meta = checkpoint.load(path)
+    np.testing.assert_array_equal(loaded["generator/W"], arrays["generator/W"])
+    assert meta == dict(written, meaning=checkpoint.MEANING)
+
+    def crash(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.atomic_write(path, crash)
+    assert checkpoint.load(path)[1]["iteration"] == 1  # the old one is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params_000001.safetensors"]
+    assert checkpoint.latest(tmp_path) == path
+
+
+def test_checkpoint_errors_are_clear(tmp_path):
+    bad = tmp_path / "params_000002.safetensors"
+    bad.write_bytes(b"\x00" * 10)
+    with pytest.raises(WganxError, match="not a readable checkpoint"):
+        checkpoint.load(bad)
+    with pytest.raises(WganxError, match="does not exist"):
+        checkpoint.load(tmp_path / "nope.safetensors")
+    with pytest.raises(WganxError, match="another architecture"):
+        checkpoint.check_compatible({}, {"critic/W": (2,)}, bad)
