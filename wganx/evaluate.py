@@ -326,15 +326,14 @@ class Evaluator:
         """``metrics.png``: one small panel per metric against the generator iteration."""
         if not self.rows or self.folder is None:
             return None
-        from .checkpoint import atomic_write
-        from .monitor import _pyplot
+        from .monitor import new_figure, save_figure
 
         keys = [k for k in sorted({k for r in self.rows for k in r} - {"iteration"})
                 if not k.endswith(("_total", "_std"))]
-        plt = _pyplot()
         cols = min(4, len(keys)) or 1
         rows = math.ceil(len(keys) / cols) or 1
-        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+        fig = new_figure(figsize=(3.2 * cols, 2.6 * rows))
+        axes = fig.subplots(rows, cols, squeeze=False)
         for ax, key in zip(axes.ravel(), keys):
             pts = [(r["iteration"], r[key]) for r in self.rows if key in r]
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=1)
@@ -344,10 +343,7 @@ class Evaluator:
         for ax in axes.ravel()[len(keys):]:
             ax.axis("off")
         fig.tight_layout()
-        path = self.folder / "metrics.png"
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
-        plt.close(fig)
-        return path
+        return save_figure(fig, self.folder / "metrics.png", dpi=90)
 
 
 def read_metrics_csv(path: Path) -> List[Dict[str, float]]:
