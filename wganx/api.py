@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import os
 import signal
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -170,13 +170,14 @@ def _train_signature() -> inspect.Signature:
                                 annotation=Optional[PathLike])]
     for f in fields(TrainConfig):
         shown = f.metadata.get("shown_default")
-        default = _Default(shown) if shown and f.name in ("backend", "lambda_", "eval_metrics") else default_of(f.name)
+        resolved_later = f.default_factory is not MISSING or f.default is None  # $WGANX_BACKEND, the regularizer's
+        default = _Default(shown) if shown and resolved_later else default_of(f.name)
         params.append(inspect.Parameter(f.name, keyword, default=default, annotation=f.type))
     return inspect.Signature(params, return_annotation=TrainResult)
 
 
 def _settings_doc() -> str:
-    """The settings by panel, each with its help (appended to :func:`train`'s docstring)."""
+    """The settings by help panel (appended to :func:`train`'s docstring; the CLI reference explains each)."""
     lines = ["", "    Settings (the options of ``wganx train``; ``help(wganx.train)`` shows the defaults):", ""]
     for section, names in SECTIONS.items():
         lines.append(f"    *{section}*: " + ", ".join(f"``{n}``" for n in names) + ".")

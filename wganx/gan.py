@@ -14,9 +14,9 @@ import numpy as np
 from . import checkpoint as checkpoints
 from .algorithm import state_shapes
 from .build import build_program, load_backend
-from .config import TrainConfig
+from .config import CONTEXTS, TrainConfig
 from .data import images_to_float
-from .errors import WganxError
+from .errors import WganxError, check_choice
 from .plugins import registry as default_registry
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -41,12 +41,12 @@ def load_session(path, backend: Optional[str] = None, context: str = "cpu", devi
     return session, program, meta
 
 
-# -- load -----------------------------------------------------------------------------------
-
 class GAN:
     """A generator and its critic loaded from a checkpoint (:func:`load`), on any backend.
 
     Arrays in and out follow wganx's layout: images NCHW float32 in [-1, 1], points ``(N, D)``.
+    ``checkpoint`` is the file it came from, ``config`` the settings it was trained with and
+    ``batch_size`` the batch its networks run at (larger requests are split).
     """
 
     def __init__(self, session, program, meta: dict, path: Path, batch_size: int):
@@ -63,10 +63,12 @@ class GAN:
 
     @property
     def trained_with(self) -> str:
+        """The backend that wrote the checkpoint."""
         return self._meta.get("backend", "")
 
     @property
     def iteration(self) -> int:
+        """The generator iteration the checkpoint was saved at."""
         return int(self._meta["iteration"])
 
     @property
@@ -76,10 +78,12 @@ class GAN:
 
     @property
     def sample_shape(self) -> tuple:
+        """One sample's shape: ``(C, H, W)`` or ``(D,)``."""
         return tuple(self._meta["sample_shape"])
 
     @property
     def latent(self) -> int:
+        """The size of the latent vector z."""
         return self._program.latent
 
     @property
@@ -89,6 +93,7 @@ class GAN:
 
     @property
     def dataset(self) -> Optional[str]:
+        """The dataset it was trained on (the default reference of :func:`wganx.evaluate <wganx.api.evaluate>`)."""
         return self.config.get("dataset")
 
     def __repr__(self) -> str:
@@ -163,9 +168,7 @@ class GAN:
             if labels is not None:
                 raise WganxError("this model is not class-conditional: leave labels out")
             return None
-        if labels is None:
-            if rng is None:
-                raise WganxError("pass labels")
+        if labels is None:  # the critic asks for them first
             return rng.integers(0, self.num_classes, n).astype(np.int64)
         out = np.broadcast_to(np.asarray(labels, np.int64), (n,)).copy() if np.ndim(labels) == 0 \
             else np.asarray(labels, np.int64)
@@ -191,8 +194,6 @@ def load(checkpoint: PathLike, backend: Optional[str] = None, *, context: str = 
         context, device_id, threads: as ``wganx generate``'s ``-c``, ``-d`` and ``--threads``.
         batch_size: the batch the networks run at (default: the training batch size).
     """
-    from .config import CONTEXTS
-    from .errors import check_choice
     check_choice("context", context, CONTEXTS)
     path = Path(checkpoint)
     loaded = None

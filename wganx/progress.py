@@ -132,8 +132,13 @@ class NotebookLine:
     ``lines`` progress line (plain text where HTML is not shown)."""
 
     def __init__(self, description: str):
-        from IPython.display import display
+        try:
+            from IPython.display import display
+        except ImportError:
+            from .errors import WganxError
 
+            raise WganxError("--progress-style notebook needs IPython (a Jupyter kernel has it); "
+                             "choose auto, bar or lines") from None
         self.description = description
         self._handle = display(_Html("", ""), display_id=True)
 
