@@ -48,16 +48,17 @@ def test_the_settings_are_the_commands_options_with_their_defaults():
 @pytest.mark.parametrize("settings,message", [
     (dict(max_iters=3), "wganx.train: unknown setting 'max_iters'; did you mean 'max_iter'?"),
     (dict(max_iter="3"), "wganx.train: max_iter must be an integer, got a string ('3')"),
-    (dict(context="gpu"), "--context must be one of cpu, cuda, cudnn, got 'gpu'"),
+    (dict(context="gpu"), "context must be one of cpu, cuda, cudnn, got 'gpu'"),
     (dict(dataset="nosuch"), "unknown dataset 'nosuch'; choose one of:"),
-    (dict(batch_size=0), "--batch-size must be at least 1, got 0"),
-    (dict(resume=True, overwrite=True), "give one of them"),
+    (dict(batch_size=0), "batch_size must be at least 1, got 0"),
+    (dict(resume=True, overwrite=True), "resume=True continues the run in monitor_path and overwrite=True replaces it"),
 ])
 def test_settings_are_checked_before_any_folder_or_framework(tmp_path, settings, message):
     folder = tmp_path / "run"
     with pytest.raises(wganx.WganxError) as info:
         toy(folder, **settings)
     assert message in str(info.value) and "\n" not in str(info.value)
+    assert "--" not in str(info.value)  # told in the keywords a Python caller writes, not in flags
     assert not folder.exists()
 
 
@@ -118,7 +119,8 @@ def test_image_samples_layout_tiles_and_class_labels(tmp_path):
 def test_resume_and_overwrite_from_python(tmp_path):
     folder = tmp_path / "run"
     toy(folder, max_iter=4, save_interval=2)
-    with pytest.raises(RunFolderError, match="already holds a run"):
+    with pytest.raises(RunFolderError, match="already holds a run .*; continue it with resume=True, replace it with "
+                                             "overwrite=True, or choose another monitor_path"):
         toy(folder, max_iter=4, save_interval=2)
     resumed = toy(folder, max_iter=6, save_interval=2, resume=True)
     assert resumed.iteration == 6 and list(resumed.losses["iteration"]) == [1, 2, 3, 4, 5, 6]

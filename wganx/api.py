@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import signal
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -22,7 +23,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from .config import SECTIONS, TrainConfig, checked_setting, default_of, from_user, load_toml, setting_name
+from .config import (SECTIONS, TrainConfig, base_type, checked_setting, default_of, flag_name, from_user, load_toml,
+                     setting_name)
 from .errors import WganxError
 from .gan import GAN, PathLike, load
 
@@ -118,7 +120,8 @@ def train(config_file: Optional[PathLike] = None, **settings) -> TrainResult:
 
     Raises:
         WganxError: a setting, a plugin name or the run folder is not usable (before
-            anything heavy starts), or training diverged.
+            anything heavy starts), or training diverged; the message names the keywords
+            (``overwrite=True``), where the command's names its flags (``--overwrite``).
         TrainingInterrupted: Ctrl-C or the kernel's interrupt; the interrupted iteration is
             saved first.
 
@@ -128,11 +131,39 @@ def train(config_file: Optional[PathLike] = None, **settings) -> TrainResult:
                              monitor_path="runs/toy")
         gan = wganx.load(result.checkpoint)
     """
+    try:
+        return train_with(config_file, settings)
+    except WganxError as exc:  # told as a Python caller writes the settings, not as flags
+        exc.args = (in_python_terms(str(exc)),) + exc.args[1:]
+        raise
+
+
+_FLAG = re.compile(r"--([a-z][a-z0-9-]*)(?: (?=\S*[/.])(\S+?)(?=[:;,]? |[:;,]?$))?")
+
+
+def in_python_terms(message: str) -> str:
+    """A message about ``wganx train``'s flags, about :func:`train`'s keywords: ``--batch-size``
+    is ``batch_size``, ``--overwrite`` is ``overwrite=True``, ``--monitor-path runs/a`` is
+    ``monitor_path=runs/a``. A flag that is no setting (``--help``) stays as it is."""
+    names = {flag_name(f.name): f.name for f in fields(TrainConfig)}
+
+    def keyword(match) -> str:
+        name, value = names.get(match.group(1)), match.group(2)
+        if name is None:
+            return match.group(0)
+        if value is not None:
+            return f"{name}={value}"
+        return f"{name}=True" if name == "resume" or base_type(name) == "bool" else name
+
+    return _FLAG.sub(keyword, message)
+
+
+def train_with(config_file: Optional[PathLike], settings: Dict[str, Any]) -> TrainResult:
+    """:func:`train`, its errors told in the CLI's terms (``wganx train`` calls this)."""
     from .training import Trainer
 
-    where = "wganx.train"
     values = load_toml(os.fspath(config_file)) if config_file is not None else {}
-    values.update(_given(settings, where))
+    values.update(_given(settings, "wganx.train"))
     config, recommended = from_user(values)
     outcome = Trainer(config, recommended=recommended).run()
     result = _result(config, outcome)

@@ -74,12 +74,12 @@ def _panel(name: str) -> str:
 
 def train(config_file: Optional[Path] = None, quiet: bool = False, **given) -> int:
     """Train a GAN. Options mean what they mean in the NNabla WGAN-GP example's train.py."""
-    from .api import TrainingInterrupted, train as run_training
+    from .api import TrainingInterrupted, train_with
 
     if quiet:
         given["progress"] = False
     try:
-        result, code = run_training(config_file, **given), 0
+        result, code = train_with(config_file, given), 0
     except TrainingInterrupted as stop:
         result, code = stop.result, 128 + stop.signum
     if not quiet and result.writer:  # one summary per data-parallel job
