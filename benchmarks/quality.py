@@ -295,11 +295,11 @@ def spread_row(rows, keys):
 
 def plot_curves(dataset, rows, path):
     """The dataset's metrics (``CURVES``) against the generator iteration, a line per row."""
-    from wganx.monitor import _pyplot
+    from wganx.monitor import new_figure
 
     panels = CURVES["toy" if dataset in TOY_SETS else "mnist"]
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    fig = new_figure(figsize=(8, 3))
+    axes = fig.subplots(1, 2)
     for r in rows:
         its = [p["iteration"] for p in r["curve"]]
         for ax, (key, _) in zip(axes, panels):
@@ -311,7 +311,6 @@ def plot_curves(dataset, rows, path):
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def main(argv=None) -> int:

@@ -1,7 +1,7 @@
 """Sphinx configuration of the wganx documentation.
 
 Build: ``python -m sphinx -W -b html docs docs/_build/html`` and ``-b doctest`` for the
-examples. Needs ``pip install -e .[docs]`` (sphinx, furo, myst-parser).
+examples. Needs ``pip install -e .[docs]`` (sphinx, furo, myst-parser, myst-nb).
 """
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.doctest",
     "sphinx.ext.viewcode",
-    "myst_parser",  # docs/results/*.md, written by the evaluation scripts
+    "myst_nb",  # docs/results/*.md (MyST, written by the evaluation scripts) and the tutorial notebook
 ]
 
-source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 exclude_patterns = ["_build", "_generated/*.rst", "Thumbs.db", ".DS_Store"]
 templates_path: list = []
 html_static_path: list = []
@@ -53,6 +53,15 @@ nitpicky = False
 
 myst_enable_extensions = ["dollarmath", "colon_fence"]
 myst_heading_anchors = 3
+
+# The tutorial notebook is committed without outputs and executed by each build (in a temporary
+# folder), so the pages show what the code does today. tests/test_notebook.py executes it too;
+# tests/test_docs.py builds with WGANX_NOTEBOOK_EXECUTION=off so that it does not run it three
+# more times.
+nb_execution_mode = os.environ.get("WGANX_NOTEBOOK_EXECUTION", "force")
+nb_execution_in_temp = True
+nb_execution_timeout = 600
+nb_execution_raise_on_error = True
 
 # Doctests run from the repository root with the installed plugins, one seeded generator.
 doctest_global_setup = """

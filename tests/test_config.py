@@ -11,7 +11,7 @@ def test_toml_config_and_flag_precedence(tmp_path):
     values = load_toml(str(path))
     assert values == {"batch_size": 16, "lambda_": 5.0, "n_critic": 3}
     (tmp_path / "bad.toml").write_text("batch = 3\n")
-    with pytest.raises(WganxError, match="unknown key 'batch'"):
+    with pytest.raises(WganxError, match=r"unknown setting 'batch'; did you mean 'batch_size'\?"):
         load_toml(str(tmp_path / "bad.toml"))
 
 

@@ -98,7 +98,7 @@ def test_the_core_has_no_import_cycle():
 
     for module in sorted(graph):
         visit(module)
-    assert "algorithm" in graph and graph["generate"] >= {"build"}
+    assert "algorithm" in graph and graph["gan"] >= {"build"}
 
 
 def test_required_backends_present(backends):

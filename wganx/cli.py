@@ -27,8 +27,7 @@ import typer
 from typing_extensions import Annotated
 
 from . import __version__
-from .config import (CONTEXTS, PLUGIN_FIELDS, SECTIONS, TrainConfig, base_type, default_of, field_choices, flag_name,
-                     from_user, load_toml)
+from .config import CONTEXTS, PLUGIN_FIELDS, SECTIONS, TrainConfig, base_type, default_of, field_choices, flag_name
 from .errors import Interrupted, WganxError, check_choice
 from .options import (Backend, Context, DeviceId, RawWeights, Threads, complete_choices, complete_plugin_names,
                       plugin_names, plugin_registry)
@@ -75,19 +74,19 @@ def _panel(name: str) -> str:
 
 def train(config_file: Optional[Path] = None, quiet: bool = False, **given) -> int:
     """Train a GAN. Options mean what they mean in the NNabla WGAN-GP example's train.py."""
-    from .training import train as run_training
+    from .api import TrainingInterrupted, train_with
 
-    values = load_toml(str(config_file)) if config_file else {}
-    values.update({k: v for k, v in given.items() if v is not None})
     if quiet:
-        values["progress"] = False
-    config, recommended = from_user(values)
-    result = run_training(config, recommended=recommended)
-    if not quiet and result["writer"]:  # one summary per data-parallel job
-        summary = ", ".join(f"{k} {v:.4g}" for k, v in result["losses"].items() if k != "iteration")
-        print(f"{result['status']} at iteration {result['iteration']}: {summary}")
-        print(f"results in {config.monitor_path} (checkpoint {result['checkpoint']})")
-    return 128 + result["signal"] if result["status"] == "interrupted" else 0
+        given["progress"] = False
+    try:
+        result, code = train_with(config_file, given), 0
+    except TrainingInterrupted as stop:
+        result, code = stop.result, 128 + stop.signum
+    if not quiet and result.writer:  # one summary per data-parallel job
+        summary = ", ".join(f"{k} {v:.4g}" for k, v in result.last_losses.items() if k != "iteration")
+        print(f"{result.status} at iteration {result.iteration}: {summary}")
+        print(f"results in {result.run_folder} (checkpoint {result.checkpoint})")
+    return code
 
 
 def _train_signature() -> inspect.Signature:

@@ -8,9 +8,12 @@ underscores); flags given on the command line override the file.
 """
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Optional
+
+import numpy as np
 
 from .algorithm import LR_DECAYS
 from .distributed import engine_names
@@ -18,6 +21,7 @@ from .errors import WganxError, check_choice
 from .optim import OPTIMIZERS
 
 CONTEXTS = ("cpu", "cuda", "cudnn")  # NNabla's extension contexts, on every backend
+PROGRESS_STYLES = ("auto", "bar", "lines", "notebook")  # wganx.progress.TrainingProgress
 
 
 @dataclass
@@ -100,7 +104,10 @@ class TrainConfig:
     raw_weights: bool = field(default=False, metadata={
         "help": "sample tiles and --eval-interval use the generator's own weights, not their moving average"})
     tensorboard: bool = field(default=False, metadata={"help": "also write TensorBoard event files"})
-    progress: bool = field(default=True, metadata={"help": "show progress: a bar on a terminal, periodic lines otherwise"})
+    progress: bool = field(default=True, metadata={"help": "show progress (--progress-style says how)"})
+    progress_style: str = field(default="auto", metadata={
+        "help": "auto: a live line in a Jupyter notebook, a bar on a terminal, periodic lines otherwise",
+        "choices": PROGRESS_STYLES})
     resume: Optional[str] = field(default=None, metadata={
         "help": "continue from a checkpoint: a path, or (no value) the newest one in --monitor-path"})
     overwrite: bool = field(default=False, metadata={
@@ -160,16 +167,23 @@ def load_toml(path: str) -> dict:
         raise WganxError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise WganxError(f"config file {path} is not valid TOML: {exc}") from None
-    known = {f.name for f in fields(TrainConfig)}
-    out = {}
-    for key, value in raw.items():
-        name = key.replace("-", "_")
-        name = "lambda_" if name == "lambda" else name
-        if name not in known:
-            raise WganxError(f"config file {path}: unknown key {key!r}; choose from: "
-                             + ", ".join(sorted(flag_name(k) for k in known)))
-        out[name] = _checked(path, key, value, base_type(name))
-    return out
+    where = f"config file {path}"
+    return {setting_name(key, where): checked_setting(where, key, value) for key, value in raw.items()}
+
+
+def setting_name(key: str, where: str) -> str:
+    """The :class:`TrainConfig` field a user means by ``key`` (``batch-size``, ``batch_size``;
+    ``lambda`` is ``lambda_``); an unknown key is a one-line error that suggests the nearest."""
+    import difflib
+
+    name = key.replace("-", "_")
+    name = "lambda_" if name == "lambda" else name
+    known = [f.name for f in fields(TrainConfig)]
+    if name not in known:
+        near = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""  # the field's own name: valid in TOML and Python
+        raise WganxError(f"{where}: unknown setting {key!r}; {hint}choose from: " + ", ".join(sorted(known)))
+    return name
 
 
 _TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
@@ -182,17 +196,19 @@ def base_type(name: str) -> str:
     return annotation[len("Optional["):-1] if annotation.startswith("Optional[") else annotation
 
 
-def _checked(path: str, key: str, value, base: str):
-    """``value`` if it fits a field of type ``base`` (an integer is a valid float), else a one-line error."""
-    ok = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-          "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+def checked_setting(where: str, key: str, value):
+    """``value`` as setting ``key`` takes it, if it fits the field's type (an integer is a valid
+    float; numpy numbers count), else a one-line error naming ``where`` it came from."""
+    base = base_type(setting_name(key, where))
+    ok = {"int": lambda v: isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)),
+          "float": lambda v: isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)),
           "str": lambda v: isinstance(v, str),
-          "bool": lambda v: isinstance(v, bool)}[base]
+          "bool": lambda v: isinstance(v, (bool, np.bool_))}[base]
     if ok(value):
-        return float(value) if base == "float" else value
+        return {"int": int, "float": float, "bool": bool, "str": str}[base](value)
     given = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
              dict: "a table"}.get(type(value), type(value).__name__)
-    raise WganxError(f"config file {path}: {key} must be {_TYPE_NAMES[base]}, got {given} ({value!r})")
+    raise WganxError(f"{where}: {key} must be {_TYPE_NAMES[base]}, got {given} ({value!r})")
 
 
 # The panels of ``wganx train --help``, in the order of the fields above; every field is in one.
@@ -204,7 +220,8 @@ SECTIONS = {
                      "lr_decay_iters", "beta1", "beta2", "ema_decay", "ema_start", "recipe"),
     "Data": ("dataset", "data_dir", "download", "seed"),
     "Output": ("monitor_path", "save_interval", "log_interval", "num_samples", "keep_checkpoints", "eval_interval",
-               "eval_metrics", "eval_samples", "raw_weights", "tensorboard", "progress", "resume", "overwrite"),
+               "eval_metrics", "eval_samples", "raw_weights", "tensorboard", "progress", "progress_style", "resume",
+               "overwrite"),
 }
 # Fields that name a plugin, and the plugin kind (their choices come from the registry).
 PLUGIN_FIELDS = {"backend": "backend", "arch": "architecture", "up": "upsampler", "loss": "loss",

@@ -165,3 +165,15 @@ class Prefetcher:
 
     def close(self):
         self._stop.set()
+
+
+def images_to_float(x) -> np.ndarray:
+    """uint8 or float images, NCHW or NHWC -> NCHW float32 in [-1, 1]."""
+    a = np.asarray(x)
+    if a.ndim == 3:
+        a = a[:, None]
+    if a.ndim == 4 and a.shape[1] not in (1, 3) and a.shape[-1] in (1, 3):
+        a = a.transpose(0, 3, 1, 2)
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+    return np.ascontiguousarray(a, np.float32)

@@ -5,6 +5,9 @@ from .deprecation import moved
 class WganxError(Exception):
     """A problem with the user's input or environment, explained in its message."""
 
+    def _render_traceback_(self):  # IPython and Jupyter show the message alone, as the CLI does
+        return [f"{type(self).__name__}: {self}"]
+
 
 class UnknownNameError(WganxError, KeyError):
     """A plugin name that nobody registered; the message lists the choices."""

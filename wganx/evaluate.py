@@ -37,9 +37,12 @@ classifier was trained on the train split, so test images are features it has no
 from __future__ import annotations
 
 import csv
+import inspect
 import json as _json
 import math
+import os
 import sys
+import types
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Dict, List, Mapping, Optional
@@ -50,11 +53,13 @@ from typing_extensions import Annotated
 
 from .options import Backend, Context, DeviceId, RawWeights, Threads
 from .config import CONTEXTS
+from .data import images_to_float  # noqa: F401 - also importable from here, as before
 from .errors import WganxError, check_choice
 from .plugins import registry as default_registry
 from .threads import resolve_threads, set_thread_env
 
 DEFAULT_SAMPLES = {"image": 10000, "points": 2500}  # FID's usual 10k; PacGAN's 2,500 points
+SOURCES = ("model_load_path", "samples", "folder")  # the options naming what to measure (one of them)
 
 
 def feature_spaces(reg) -> tuple:
@@ -82,18 +87,6 @@ def parse_metrics(value) -> Optional[List[str]]:
     items = [value] if isinstance(value, str) else list(value)
     names = [n.strip() for item in items for n in str(item).split(",") if n.strip()]
     return names or None
-
-
-def images_to_float(x) -> np.ndarray:
-    """uint8 or float images, NCHW or NHWC -> NCHW float32 in [-1, 1]."""
-    a = np.asarray(x)
-    if a.ndim == 3:
-        a = a[:, None]
-    if a.ndim == 4 and a.shape[1] not in (1, 3) and a.shape[-1] in (1, 3):
-        a = a.transpose(0, 3, 1, 2)
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
-    return np.ascontiguousarray(a, np.float32)
 
 
 class Evaluator:
@@ -326,15 +319,14 @@ class Evaluator:
         """``metrics.png``: one small panel per metric against the generator iteration."""
         if not self.rows or self.folder is None:
             return None
-        from .checkpoint import atomic_write
-        from .monitor import _pyplot
+        from .monitor import new_figure, save_figure
 
         keys = [k for k in sorted({k for r in self.rows for k in r} - {"iteration"})
                 if not k.endswith(("_total", "_std"))]
-        plt = _pyplot()
         cols = min(4, len(keys)) or 1
         rows = math.ceil(len(keys) / cols) or 1
-        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+        fig = new_figure(figsize=(3.2 * cols, 2.6 * rows))
+        axes = fig.subplots(rows, cols, squeeze=False)
         for ax, key in zip(axes.ravel(), keys):
             pts = [(r["iteration"], r[key]) for r in self.rows if key in r]
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=1)
@@ -344,10 +336,7 @@ class Evaluator:
         for ax in axes.ravel()[len(keys):]:
             ax.axis("off")
         fig.tight_layout()
-        path = self.folder / "metrics.png"
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
-        plt.close(fig)
-        return path
+        return save_figure(fig, self.folder / "metrics.png", dpi=90)
 
 
 def read_metrics_csv(path: Path) -> List[Dict[str, float]]:
@@ -380,22 +369,22 @@ def load_npz_samples(path) -> np.ndarray:
         raise WganxError(f"{path} is not a readable .npz file ({exc})") from None
 
 
-def _load_source(args) -> tuple:
+def _load_source(args, gan=None, samples=None) -> tuple:
     """``(samples, source info, dataset from the source or None, data_dir or None)``."""
-    if args.model_load_path:
-        from .generate import load_session, session_generator
+    if gan is not None or args.model_load_path:
+        if gan is None:
+            from .gan import load
 
-        session, program, meta = load_session(args.model_load_path, args.backend, args.context,
-                                              args.device_id, args.batch_size, threads=args.threads)
-        kind = meta["data_kind"]
-        config = meta.get("config", {})
-        n = args.num_samples or DEFAULT_SAMPLES.get(kind, 10000)
-        samples = session_generator(session, program, args.seed, args.batch_size, raw=args.raw_weights)(n)
-        info = {"type": "checkpoint", "path": str(args.model_load_path), "iteration": meta.get("iteration"),
-                "trained_with": meta.get("backend"), "backend": args.backend or meta.get("backend"),
-                "weights": "raw" if args.raw_weights or not program.ema_decay else "moving average"}
-        return samples, info, config.get("dataset"), config.get("data_dir")
-    if args.samples:
+            gan = load(args.model_load_path, args.backend, context=args.context, device_id=args.device_id,
+                       threads=args.threads, batch_size=args.batch_size)
+        n = args.num_samples or DEFAULT_SAMPLES.get(gan.data_kind, 10000)
+        info = {"type": "checkpoint", "path": str(gan.checkpoint), "iteration": gan.iteration,
+                "trained_with": gan.trained_with, "backend": gan.backend,
+                "weights": "raw" if args.raw_weights or not gan.moving_average else "moving average"}
+        return gan.sample(n, args.seed, raw_weights=args.raw_weights), info, gan.dataset, gan.config.get("data_dir")
+    if samples is not None:
+        info = {"type": "array", "path": f"shape {tuple(samples.shape)}"}
+    elif args.samples:
         samples = load_npz_samples(args.samples)
         info = {"type": "npz", "path": str(args.samples)}
     else:
@@ -460,9 +449,25 @@ def command(
     return main(SimpleNamespace(**locals()))
 
 
-def run(args) -> dict:
-    """Evaluate as ``args`` (the options of :func:`command`) say; returns the report."""
-    sources = [s for s in (args.model_load_path, args.samples, args.folder) if s is not None]
+def options_of(**given) -> SimpleNamespace:
+    """The options of :func:`command` by name, ``given`` over the defaults of its signature
+    (the one place they are defined); an unknown name is a one-line error."""
+    import difflib
+
+    params = inspect.signature(command).parameters
+    known = [name for name in params if name not in SOURCES + ("json",)]
+    for name in given:
+        if name not in known:
+            near = difflib.get_close_matches(name, known, n=1)
+            raise WganxError(f"wganx.evaluate: unknown option {name!r}; "
+                             + (f"did you mean {near[0]!r}? " if near else "") + "choose from: " + ", ".join(known))
+    return SimpleNamespace(**{**{name: p.default for name, p in params.items()}, **given})
+
+
+def run(args, gan=None, samples=None) -> dict:
+    """Evaluate as ``args`` (the options of :func:`command`) say; returns the report. ``gan``
+    (a :class:`wganx.GAN`) or ``samples`` (an array) is the source instead of a file."""
+    sources = [s for s in (args.model_load_path, args.samples, args.folder, gan, samples) if s is not None]
     if len(sources) != 1:
         raise WganxError("give exactly one of --model-load-path, --samples, --folder")
     for flag, value, allowed in (("--context", args.context, CONTEXTS),
@@ -476,7 +481,7 @@ def run(args) -> dict:
     args.threads = resolve_threads(args.threads)
     if args.threads is not None:
         set_thread_env(args.threads)  # the feature extractor's framework too, when it loads
-    samples, info, dataset, data_dir = _load_source(args)
+    samples, info, dataset, data_dir = _load_source(args, gan, samples)
     dataset = args.reference or dataset
     if not dataset:
         raise WganxError("evaluate: which real dataset are these samples of? pass --reference DATASET "
@@ -523,3 +528,35 @@ def main(args) -> int:
         return 2
     print(_json.dumps(report, indent=2) if args.json else format_table(report))
     return 0
+
+
+def evaluate(source, **options) -> Dict[str, float]:
+    """:func:`wganx.api.evaluate` (``wganx.evaluate(...)``): ``run`` with the options of
+    :func:`command` by name, the source given as an object or a path."""
+    from .gan import GAN
+
+    args = options_of(**options)
+    if isinstance(source, GAN):
+        return run(args, gan=source)["values"]
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir() and not any(path.glob("params_*.safetensors")):
+            args.folder = path
+        elif path.suffix == ".npz":
+            args.samples = path
+        else:
+            args.model_load_path = path
+        return run(args)["values"]
+    return run(args, samples=np.asarray(source))["values"]
+
+
+class _CallableModule(types.ModuleType):
+    """``wganx.evaluate(...)`` is :func:`wganx.api.evaluate`, while ``wganx.evaluate`` stays this
+    module: importing a submodule sets the package's attribute of that name, so a function
+    there would be replaced by the module the first time anything imported it."""
+
+    def __call__(self, source, **options) -> Dict[str, float]:
+        return evaluate(source, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -3,6 +3,8 @@ the 2-D critic landscape, and optional TensorBoard events."""
 from __future__ import annotations
 
 import csv
+import functools
+import io
 import math
 import re
 from pathlib import Path
@@ -28,13 +30,35 @@ def sample_tiles(folder, kind: str = "fixed") -> List[Path]:
     return by_iteration(folder, re.compile(rf"^{kind}_(\d+)\.png$"))
 
 
-def _pyplot():
-    import matplotlib
+def new_figure(**kwargs):
+    """A matplotlib figure that needs no pyplot: files are drawn with Agg whatever backend the
+    user's session chose (pyplot would pick a GUI backend, and forcing Agg would switch a
+    notebook off its inline one), and a notebook shows a figure returned to it inline."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    fig = _inline_figure_class()(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
-    return plt
+
+@functools.lru_cache(maxsize=None)
+def _inline_figure_class():
+    from matplotlib.figure import Figure
+
+    class InlineFigure(Figure):
+        """A Figure with IPython's PNG display hook (pyplot's inline backend is not needed)."""
+
+        def _repr_png_(self) -> bytes:
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", dpi=80)
+            return buffer.getvalue()
+
+    return InlineFigure
+
+
+def save_figure(fig, path: Path, dpi: int = 100) -> Path:
+    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    return Path(path)
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -105,28 +129,30 @@ class LossLog:
             csv.DictWriter(f, LOSS_COLUMNS, extrasaction="ignore").writerow(row)
 
     def plot(self, path: Optional[Path] = None) -> Optional[Path]:
-        """Negative critic loss (Wasserstein estimate) and generator loss, as the NNabla example plots."""
+        """``losses.png`` (:func:`loss_figure`)."""
         if not self.rows:
             return None
-        plt = _pyplot()
-        it = [r["iteration"] for r in self.rows]
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-        axes[0].plot(it, [r["negative_critic_loss"] for r in self.rows], lw=1, label="negative critic loss")
-        if any("wasserstein_estimate" in r for r in self.rows):
-            axes[0].plot(it, [r.get("wasserstein_estimate", np.nan) for r in self.rows], lw=1, alpha=0.7,
-                         label="E[D(real)] - E[D(fake)]")
-        axes[0].set_title("Negative critic loss")
-        axes[0].legend(fontsize=8)
-        axes[1].plot(it, [r["generator_loss"] for r in self.rows], lw=1, color="tab:orange")
-        axes[1].set_title("Generator loss")
-        for ax in axes:
-            ax.set_xlabel("generator iteration")
-            ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path = Path(path or self.path.with_suffix(".png"))
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-        plt.close(fig)
-        return path
+        return save_figure(loss_figure(self.rows), path or self.path.with_suffix(".png"))
+
+
+def loss_figure(rows: List[Dict[str, float]]):
+    """Negative critic loss (Wasserstein estimate) and generator loss, as the NNabla example plots."""
+    it = [r["iteration"] for r in rows]
+    fig = new_figure(figsize=(10, 3.6))
+    axes = fig.subplots(1, 2)
+    axes[0].plot(it, [r["negative_critic_loss"] for r in rows], lw=1, label="negative critic loss")
+    if any("wasserstein_estimate" in r for r in rows):
+        axes[0].plot(it, [r.get("wasserstein_estimate", np.nan) for r in rows], lw=1, alpha=0.7,
+                     label="E[D(real)] - E[D(fake)]")
+    axes[0].set_title("Negative critic loss")
+    axes[0].legend(fontsize=8)
+    axes[1].plot(it, [r["generator_loss"] for r in rows], lw=1, color="tab:orange")
+    axes[1].set_title("Generator loss")
+    for ax in axes:
+        ax.set_xlabel("generator iteration")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
 
 
 def read_loss_rows(path: Path):
@@ -152,17 +178,22 @@ def read_loss_rows(path: Path):
 
 
 def plot_points(fake: np.ndarray, real: np.ndarray, critic_grid, path: Path, title: str = "") -> Path:
+    """``path``: :func:`points_figure` as a PNG."""
+    return save_figure(points_figure(fake, real, critic_grid, title), path, dpi=80)
+
+
+def points_figure(fake: np.ndarray, real: np.ndarray, critic_grid, title: str = ""):
     """Generated over real points, the critic's value as a contour (WGAN-GP paper, figure 1).
     Vectors of more than two dimensions show their first two, without the contour
     (``critic_grid`` None)."""
-    plt = _pyplot()
     lim = float(max(np.abs(real[:, :2]).max(), 1.0) * 1.3)
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = new_figure(figsize=(5, 5))
+    ax = fig.subplots()
     if critic_grid is not None:
         ticks = np.linspace(-lim, lim, 64)
         gx, gy = np.meshgrid(ticks, ticks)
         grid = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
-        values = critic_grid(grid).reshape(gx.shape)
+        values = np.asarray(critic_grid(grid)).reshape(gx.shape)
         ax.contourf(gx, gy, values, levels=20, cmap="viridis", alpha=0.8)
     ax.scatter(real[:, 0], real[:, 1 % real.shape[1]], s=3, c="orange", label="real")
     ax.scatter(fake[:, 0], fake[:, 1 % fake.shape[1]], s=3, c="white" if critic_grid is not None else "purple",
@@ -172,9 +203,7 @@ def plot_points(fake: np.ndarray, real: np.ndarray, critic_grid, path: Path, tit
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=80))
-    plt.close(fig)
-    return Path(path)
+    return fig
 
 
 class TensorBoard:

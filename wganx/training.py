@@ -39,7 +39,7 @@ EVAL_STREAM = 4
 # Settings a resumed run must keep (else it continues another model), and those it may change
 # without a word (extending max_iter is what resuming is for).
 RESUME_MUST_KEEP = ("arch", "up", "maps", "latent", "image_size", "critic_norm", "conditional", "dataset")
-RESUME_MAY_CHANGE = ("resume", "overwrite", "max_iter", "progress", "monitor_path", "raw_weights", "threads",
+RESUME_MAY_CHANGE = ("resume", "overwrite", "max_iter", "progress", "progress_style", "monitor_path", "raw_weights", "threads",
                      "distribute")
 
 
@@ -231,7 +231,7 @@ class Trainer:
             board = monitor.TensorBoard(self.folder) if cfg.tensorboard else None
         data = Prefetcher(self._real_batches())
         progress = TrainingProgress(cfg.max_iter, self.iteration, enabled=cfg.progress and self.writer,
-                                    description=f"wganx {cfg.backend}")
+                                    description=f"wganx {cfg.backend}", style=cfg.progress_style)
         start, elapsed0 = time.perf_counter(), self._elapsed_before(log)
         status, last = "finished", {}
         interrupted = _InterruptFlag()
