@@ -28,6 +28,7 @@ from typing import Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 
+from .errors import WganxError
 from .optim import OptimizerConfig
 from .records import Architecture, LossSpec, RegularizerSpec
 
@@ -51,6 +52,23 @@ class Program:
     ema_start: int = 0
     lr_decay: str = "constant"
     decay_iters: int = 0
+
+    def __post_init__(self):
+        """The program's own settings are checked here, once, however it is made
+        (:func:`wganx.build.make_program`, ``dataclasses.replace``)."""
+        if self.batch_size < 1:
+            raise WganxError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.lr_decay not in LR_DECAYS:
+            raise WganxError(f"unknown learning-rate decay {self.lr_decay!r}; choose one of: {', '.join(LR_DECAYS)}")
+        if self.lr_decay != "constant" and self.decay_iters < 1:
+            raise WganxError(f"a {self.lr_decay} learning-rate decay needs its length in iterations, "
+                             f"got {self.decay_iters}")
+        if not 0.0 <= self.ema_decay < 1.0 or self.ema_start < 0:
+            raise WganxError(f"the moving average needs 0 <= decay < 1 and a start >= 0, got {self.ema_decay} "
+                             f"and {self.ema_start}")
+        for net in NETWORKS:
+            if self.optimizer(net).lr < 0:
+                raise WganxError(f"the {net} learning rate must not be negative, got {self.optimizer(net).lr}")
 
     def network(self, net: str):
         """``"generator"`` or ``"critic"`` -> its :class:`wganx.records.Network`."""

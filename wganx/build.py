@@ -9,7 +9,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .algorithm import LR_DECAYS, Program, ema_name
+from .algorithm import Program, ema_name
 from .config import TrainConfig
 from .deprecation import moved
 from .errors import BackendUnavailableError, WganxError
@@ -50,12 +50,6 @@ def load_backend(name: str, context: str = "cpu", device_id: int = 0, type_confi
     return backend
 
 
-def check_critic_norm(arch: str, spec, critic_norm: str) -> None:
-    """``--critic-norm`` is one the architecture's record offers."""
-    if critic_norm not in spec.critic_norms:
-        raise WganxError(f"--critic-norm {critic_norm}: architecture {arch!r} offers {', '.join(spec.critic_norms)}")
-
-
 def make_program(*, arch: str, regularizer: str = "gp", loss: str = "wasserstein",
                  arch_config: ArchConfig, penalty_weight: Optional[float] = None,
                  critic_optimizer: OptimizerConfig = OptimizerConfig(),
@@ -70,24 +64,13 @@ def make_program(*, arch: str, regularizer: str = "gp", loss: str = "wasserstein
     if arch_config.data_kind not in arch_spec.data_kinds:
         raise WganxError(f"architecture {arch!r} models {'/'.join(arch_spec.data_kinds)} data, "
                          f"not {arch_config.data_kind}")
-    check_critic_norm(arch, arch_spec, arch_config.critic_norm)
+    arch_spec.check_critic_norm(arch_config.critic_norm)
     reg_spec = reg.get("regularizer", regularizer)
     architecture = arch_spec.build(arch_config)
     if reg_spec.needs_input_grad and architecture.critic.has_batch_norm and not allow_critic_batch_norm:
         raise WganxError(
             f"the {arch!r} critic uses batch norm, which couples the samples of a batch, while the "
             f"{regularizer!r} penalty is per sample; use another critic (or allow it explicitly)")
-    if batch_size < 1:
-        raise WganxError(f"batch size must be at least 1, got {batch_size}")
-    if lr_decay not in LR_DECAYS:
-        raise WganxError(f"unknown learning-rate decay {lr_decay!r}; choose one of: {', '.join(LR_DECAYS)}")
-    if lr_decay != "constant" and decay_iters < 1:
-        raise WganxError(f"a {lr_decay} learning-rate decay needs its length in iterations, got {decay_iters}")
-    if not 0.0 <= ema_decay < 1.0 or ema_start < 0:
-        raise WganxError(f"the moving average needs 0 <= decay < 1 and a start >= 0, got {ema_decay} and {ema_start}")
-    for which, opt in (("critic", critic_optimizer), ("generator", generator_optimizer)):
-        if opt.lr < 0:
-            raise WganxError(f"the {which} learning rate must not be negative, got {opt.lr}")
     return Program(
         arch=architecture, loss=reg.get("loss", loss), regularizer=reg_spec,
         penalty_weight=reg_spec.weight if penalty_weight is None else float(penalty_weight),

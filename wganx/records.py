@@ -11,6 +11,8 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from .errors import WganxError
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -104,6 +106,13 @@ class ArchitectureSpec:
     description: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict)
     critic_norms: tuple = ("none",)
+
+    def check_critic_norm(self, critic_norm: str) -> None:
+        """``--critic-norm`` is one of :attr:`critic_norms`: checked here only, before anything
+        heavy (the training loop) and before :attr:`build` is called (``make_program``)."""
+        if critic_norm not in self.critic_norms:
+            raise WganxError(f"--critic-norm {critic_norm}: architecture {self.name!r} offers "
+                             f"{', '.join(self.critic_norms)}")
 
 
 @dataclass(frozen=True)

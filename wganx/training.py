@@ -20,7 +20,7 @@ import numpy as np
 
 from . import __version__, checkpoint, monitor
 from .algorithm import EMA_PREFIX, critic_steps, generator_iteration, state_shapes
-from .build import check_critic_norm, initial_arrays, load_backend, load_dataset, program_from_config, with_ema
+from .build import initial_arrays, load_backend, load_dataset, program_from_config, with_ema
 from .config import TrainConfig, flag_name
 from .data import Prefetcher
 from .distributed import ReplicaLost, check_launch, local_batch, process_index
@@ -126,7 +126,7 @@ class Trainer:
         """Unknown plugin names and missing frameworks, before anything touches the disk."""
         cfg, reg = self.config, self.reg
         arch = reg.get("architecture", cfg.arch)
-        check_critic_norm(cfg.arch, arch, cfg.critic_norm)
+        arch.check_critic_norm(cfg.critic_norm)
         if arch.uses_upsampler:
             reg.get("upsampler", cfg.up)
         for kind, name in (("regularizer", cfg.regularizer), ("loss", cfg.loss), ("dataset", cfg.dataset)):

@@ -252,9 +252,6 @@ def _mlp(config):
 def _resnet(config):
     up = _require_upsampler(config, "resnet")
     n_up = _doublings("resnet", config.image_size)
-    if config.critic_norm not in RESNET_CRITIC_NORMS:
-        raise WganxError(f"resnet critic_norm must be one of {', '.join(RESNET_CRITIC_NORMS)}, "
-                         f"got {config.critic_norm!r}")
     maps, layer_norm = config.maps, config.critic_norm == "layer"
     g = {}
     in_params, in_dim = _generator_input_params(config)
