@@ -12,7 +12,6 @@ from .records import (
 )
 from . import plugins
 from .plugins import registry
-from .api import GAN, TrainResult, TrainingInterrupted, load, train
 
 __version__ = "0.1.0"
 
@@ -25,11 +24,18 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    """``wganx.evaluate``: the module :mod:`wganx.evaluate`, which calls as
-    :func:`wganx.api.evaluate`; imported on first use, since it brings in the CLI's typer."""
-    if name == "evaluate":
-        import importlib
+_API = ("GAN", "TrainResult", "TrainingInterrupted", "load", "train")
 
+
+def __getattr__(name: str):
+    """The Python API (:mod:`wganx.api`), imported on first use: ``import wganx`` stays light
+    (no numpy), because pytest imports ``wganx.testing``, and so this package, in every
+    session. ``wganx.evaluate`` is the module :mod:`wganx.evaluate`, which calls as
+    :func:`wganx.api.evaluate` (it brings in the CLI's typer)."""
+    import importlib
+
+    if name in _API:
+        return getattr(importlib.import_module(".api", __name__), name)
+    if name == "evaluate":
         return importlib.import_module(".evaluate", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
