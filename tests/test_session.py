@@ -39,8 +39,9 @@ def program_of(optimizer: str, **changes):
 
 
 def test_the_scalars_of_each_step_follow_the_definitions():
-    """Without a framework: t per network, the critic on the generator's schedule, Adam's step
-    size, clipping for the critic only, the average's decay of the generator's own count."""
+    """On the first installed backend's session (the scalars are the base class's): t per
+    network, the critic on the generator's schedule, Adam's step size, clipping for the critic
+    only, the average's decay of the generator's own count."""
     from wganx.session import Session
 
     program = program_of("adam")

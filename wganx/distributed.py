@@ -57,6 +57,12 @@ class Replicas:
     def parallel(self) -> bool:
         return self.size > 1
 
+    @property
+    def process_share(self) -> tuple:
+        """``(index, count)``: this process's contiguous share of a global batch, one of
+        ``count`` (the replicas it drives take it together)."""
+        return self.first // self.local, self.size // self.local
+
 
 SINGLE = Replicas()
 

@@ -293,7 +293,7 @@ class Session(abc.ABC):
         if r.local == r.size:
             return inputs
         whole = {k: v for k, v in inputs.items() if len(v) == self.program.batch_size}
-        return {**inputs, **replica_slice(whole, r.first // r.local, r.size // r.local)}
+        return {**inputs, **replica_slice(whole, *r.process_share)}
 
     def record_update(self, net: str, finite) -> bool:
         """After a step of ``net``: whether it applied its (reduced) gradients, always in

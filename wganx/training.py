@@ -267,7 +267,7 @@ class Trainer:
         cfg, r = self.config, self.replicas
         if r.processes == 1:
             return self.dataset.stream(cfg.batch_size, cfg.seed, self.batches_read)
-        return self.dataset.share(cfg.batch_size, cfg.seed, self.batches_read, r.first // r.local, r.size // r.local)
+        return self.dataset.share(cfg.batch_size, cfg.seed, self.batches_read, *r.process_share)
 
     def _iteration(self, i, data, log, board, progress, interrupted, clock_offset) -> Optional[Dict[str, float]]:
         """Generator iteration ``i``: its critic steps, its generator step, and what is due
