@@ -262,12 +262,10 @@ class Trainer:
                 "losses": last, "signal": interrupted.signal, "writer": self.writer}
 
     def _real_batches(self):
-        """The data stream from batch ``batches_read`` on; under data parallelism over several
-        processes, only this process's rows of each global batch (the others are not read)."""
-        cfg, r = self.config, self.replicas
-        if r.processes == 1:
-            return self.dataset.stream(cfg.batch_size, cfg.seed, self.batches_read)
-        return self.dataset.share(cfg.batch_size, cfg.seed, self.batches_read, *r.process_share)
+        """This process's rows of each global batch from batch ``batches_read`` on (all of
+        them when it runs alone; under data parallelism the others are not read)."""
+        cfg = self.config
+        return self.dataset.share(cfg.batch_size, cfg.seed, self.batches_read, *self.replicas.process_share)
 
     def _iteration(self, i, data, log, board, progress, interrupted, clock_offset) -> Optional[Dict[str, float]]:
         """Generator iteration ``i``: its critic steps, its generator step, and what is due
