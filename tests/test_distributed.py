@@ -69,7 +69,8 @@ def kill_all(proc):
 
 
 def start(args, env=None, cwd=None):
-    full = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE), **(env or {}))
+    # PYTHONFAULTHANDLER: a worker that aborts (SIGABRT from C++) prints every thread's stack
+    full = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE), PYTHONFAULTHANDLER="1", **(env or {}))
     return subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=full, cwd=cwd, start_new_session=True)
 
@@ -81,10 +82,16 @@ def finish(proc, timeout=LAUNCH_TIMEOUT):
     except subprocess.TimeoutExpired:
         kill_all(proc)
         out, err = proc.communicate()
-        pytest.fail(f"the launch did not end within {timeout} s:\n{err[-3000:]}")
+        pytest.fail(f"the launch did not end within {timeout} s:\n{excerpt(err)}")
     finally:
         kill_all(proc)  # whatever a launcher left behind
     return proc.returncode, out, err
+
+
+def excerpt(err: str, head: int = 2000, tail: int = 6000) -> str:
+    """A failed launch's stderr: its beginning (the workers' first messages) and its end (a
+    fault handler's stacks, then the launcher's report)."""
+    return err if len(err) <= head + tail else f"{err[:head]}\n[...]\n{err[-tail:]}"
 
 
 def worker_results(out: Path, processes: int) -> list:
@@ -195,7 +202,7 @@ def test_cli_names_the_engines_in_one_line(tmp_path, capsys):
 @needs_torch
 def test_torchrun_replicas_equal_one_process(tmp_path):
     code, _, err = finish(start([*TORCHRUN, WORKER, "torch", "auto", tmp_path / "r"]))
-    assert code == 0, err[-3000:]
+    assert code == 0, excerpt(err)
     check_equal(worker_results(tmp_path / "r", 2), replicas=2)
 
 
@@ -223,7 +230,7 @@ def test_torchrun_training_resumes_one_process_run_exactly(tmp_path, capsys):
     capsys.readouterr()
     code, out, err = finish(start([*TORCHRUN, "-m", "wganx", "train", *toy, "-i", "4", "--resume",
                                    "--monitor-path", split]))
-    assert code == 0, err[-3000:]
+    assert code == 0, excerpt(err)
     assert out.count("finished at iteration 4") == 1, out  # one summary: rank 0's
     assert "Traceback" not in err
     assert sorted(os.listdir(split)) == sorted(os.listdir(straight))  # no second writer's files
@@ -245,7 +252,7 @@ def test_torchrun_on_a_prepared_dataset_equals_one_process(tmp_path, capsys):
     assert cli_main(["train", *map(str, args), "--monitor-path", str(alone)]) == 0
     capsys.readouterr()
     code, out, err = finish(start([*TORCHRUN, "-m", "wganx", "train", *args, "--monitor-path", ranks]))
-    assert code == 0 and "Traceback" not in err, err[-3000:]
+    assert code == 0 and "Traceback" not in err, excerpt(err)
     assert json.loads((ranks / "config.json").read_text())["replicas"]["processes"] == 2
     a, b = losses(ranks), losses(alone)
     assert a.shape == b.shape == (4, 5)
@@ -292,7 +299,7 @@ def test_torchrun_faults_end_every_rank_and_keep_the_checkpoint(tmp_path, fault)
     assert time.monotonic() - began < 90
     if fault == "rank 1 killed":
         lines = [ln for ln in err.splitlines() if ln.startswith("wganx train:")]
-        assert lines and ("failed" in lines[0] or "stopped by SIGTERM" in lines[0]), err[-3000:]
+        assert lines and ("failed" in lines[0] or "stopped by SIGTERM" in lines[0]), excerpt(err)
     saved = checkpoint.checkpoints(run)
     assert saved
     for path in saved:
@@ -325,7 +332,7 @@ def test_tf_mirrored_replicas_equal_one_process(tmp_path):
     proc = start([sys.executable, WORKER, "tensorflow", "mirrored", tmp_path / "r"],
                  env={"WGANX_TF_CPU_DEVICES": "2"})
     code, _, err = finish(proc)
-    assert code == 0, err[-3000:]
+    assert code == 0, excerpt(err)
     check_equal(worker_results(tmp_path / "r", 1), replicas=2)
 
 
@@ -335,7 +342,7 @@ def test_tf_multi_worker_replicas_equal_one_process(tmp_path):
              for env in tf_workers(2)]
     for proc in procs:
         code, _, err = finish(proc)
-        assert code == 0, err[-3000:]
+        assert code == 0, excerpt(err)
     check_equal(worker_results(tmp_path / "r", 2), replicas=2)
 
 
@@ -361,7 +368,7 @@ def test_tf_multi_worker_training_equals_one_process(tmp_path, capsys, data):
     outs = []
     for proc in procs:
         code, out, err = finish(proc)
-        assert code == 0 and "Traceback" not in err, err[-3000:]
+        assert code == 0 and "Traceback" not in err, excerpt(err)
         outs.append(out)
     assert "finished at iteration 4" in outs[0] and outs[1] == ""  # only the chief reports
     assert sorted(os.listdir(workers)) == sorted(os.listdir(alone))

@@ -3,6 +3,7 @@ are in :mod:`wganx_torch.ops`, the compiled steps in :mod:`wganx_torch.session`.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 
 import torch
@@ -79,6 +80,10 @@ class TorchBackend(Backend):
             if finished:
                 dist.barrier()  # a rank that leaves early can abort the others' last collective
             dist.destroy_process_group()
+            # What still holds the group in a reference cycle releases it now, so its
+            # destructor joins gloo's threads while the interpreter is whole, not during
+            # finalization (pytorch/pytorch#65513: threads destroyed unjoined abort the process).
+            gc.collect()
 
     def versions(self):
         return {"torch": torch.__version__}
