@@ -98,7 +98,7 @@ test-newest: $(NEWEST_VENV)/.installed
 OLDEST_VENV ?= .venv-oldest
 OLDEST_PY := $(OLDEST_VENV)/bin/python
 OLDEST_TESTS := tests/test_core.py tests/test_plugins.py tests/test_config.py tests/test_optim.py \
-	tests/test_session.py tests/test_checkpoint.py tests/test_train.py tests/test_parity.py
+	tests/test_session.py tests/test_checkpoint.py tests/test_training.py tests/test_parity.py
 
 $(OLDEST_VENV)/.installed: $(PYPROJECTS) .ci/lowest_requirements.py
 	@$(call make_venv,$(OLDEST_VENV),$(BASE_PYTHON),$(PYTHON_VERSION))

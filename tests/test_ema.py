@@ -1,7 +1,7 @@
 """The generator's exponential moving average (``--ema-decay``): the update rule against
 numpy on every backend, where it is used (tiles, generate, evaluate) and how checkpoints
 without it load. Cross-backend agreement is the parity matrix's ``ema`` case; exact resume
-is ``test_train.py::test_resume_equals_an_uninterrupted_run[ema]``."""
+is ``test_training.py::test_resume_equals_an_uninterrupted_run[ema]``."""
 import dataclasses
 import json
 
@@ -16,7 +16,7 @@ from wganx.algorithm import ema_decay_at, ema_name
 from wganx.training import train
 
 from conftest import available_backends, run_cli
-from test_train import tiny_config
+from test_training import tiny_config
 
 BACKENDS = available_backends()
 

@@ -23,10 +23,10 @@ from wganx.cli import main as cli_main
 from wganx.config import TrainConfig, load_toml
 from wganx.errors import WganxError
 from wganx.plugins import Registry
-from wganx.runfolder import RunFolder, RunFolderError
+from wganx.runfolder import RunFolderError
 from wganx.training import TrainingDiverged, Trainer, train
 
-from test_train import NaNAfter
+from test_training import NaNAfter
 
 # Every setting the dataset and the architecture recommend is given, so that stderr holds
 # nothing but what a test provokes.
@@ -414,14 +414,6 @@ def test_a_failed_download_creates_no_data_folder(tmp_path, monkeypatch):
     with pytest.raises(WganxError, match="could not be downloaded"):
         Trainer(toy_config(tmp_path / "run", dataset="mnist", arch="mlp", image_size=28, data_dir=str(data_dir)))
     assert not (tmp_path / "not").exists() and not (tmp_path / "run").exists()
-
-
-def test_the_lock_is_exclusive_within_one_process_and_free_after_close(tmp_path):
-    first = RunFolder(tmp_path / "run")
-    with pytest.raises(RunFolderError, match=f"PID {os.getpid()}"):
-        RunFolder(tmp_path / "run")
-    first.close()
-    RunFolder(tmp_path / "run").close()
 
 
 def test_every_test_the_guarantees_page_names_exists():
