@@ -15,7 +15,6 @@ import wganx
 from wganx import checkpoint, monitor
 from wganx.config import TrainConfig
 from wganx.data import SamplerDataset
-from wganx.errors import WganxError
 from wganx.plugins import Registry
 from wganx.records import DatasetSpec
 from wganx.training import TrainingDiverged, Trainer, train
@@ -297,27 +296,6 @@ def test_checkpoint_from_another_architecture_is_refused(tmp_path):
     checkpoint.save(ckpt, arrays, dict(meta, config=dict(meta["config"], maps=4)))
     out = run_cli("generate", "--model-load-path", ckpt, "--monitor-path", tmp_path / "gen", "--overwrite")
     assert out.returncode == 2 and "has shape" in out.stderr and "Traceback" not in out.stderr
-
-
-def test_batch_norm_critic_with_penalty_is_refused():
-    from wganx.build import make_program
-    from wganx.records import ArchConfig, ArchitectureSpec
-
-    reg = wganx.registry()
-    gen_arch = reg.get("architecture", "nnabla-cifar").build(
-        ArchConfig(maps=2, latent=4, up=reg.get("upsampler", "nearest")))
-
-    class BNCritic:
-        @wganx.hookimpl
-        def wganx_architectures(self):
-            return [ArchitectureSpec("bn-critic", lambda c: replace(gen_arch, critic=replace(
-                gen_arch.critic, has_batch_norm=True)))]
-
-    custom = Registry.from_plugins([BNCritic()])
-    with pytest.raises(WganxError, match="batch norm"):
-        make_program(arch="bn-critic", arch_config=ArchConfig(), reg=custom)
-    make_program(arch="bn-critic", arch_config=ArchConfig(), regularizer="clip", reg=custom)
-    make_program(arch="bn-critic", arch_config=ArchConfig(), allow_critic_batch_norm=True, reg=custom)
 
 
 def test_tensorboard_event_files_hold_the_losses(tmp_path):
