@@ -94,28 +94,6 @@ def test_train_returns_the_run_and_load_samples_it_alike_on_every_backend(tmp_pa
     assert type(gan.show()._repr_png_()) is bytes  # the critic's contour under the samples
 
 
-def test_image_samples_layout_tiles_and_class_labels(tmp_path):
-    result = wganx.train(dataset="digits", image_size=16, arch="dcgan", maps=2, latent=8, batch_size=8, max_iter=2,
-                         save_interval=2, conditional=True, threads=1, progress=False, monitor_path=tmp_path / "run")
-    gan = wganx.load(result.checkpoint, threads=1)
-    assert (gan.data_kind, gan.sample_shape, gan.num_classes) == ("image", (1, 16, 16), 10)
-    x, labels = gan.sample(12, seed=0, return_labels=True)
-    assert x.shape == (12, 1, 16, 16) and x.dtype == np.float32 and -1 <= x.min() and x.max() <= 1
-    assert labels.shape == (12,) and 0 <= labels.min() and labels.max() < 10
-    assert np.array_equal(gan.sample(12, seed=0, labels=labels), x)  # the labels it drew
-    sevens = gan.sample(4, seed=0, labels=7)
-    assert not np.array_equal(sevens, x[:4])
-    uint8_nhwc = np.round((x.transpose(0, 2, 3, 1) + 1) * 127.5).astype(np.uint8)
-    as_float = uint8_nhwc.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1  # the layout it reads them in
-    np.testing.assert_allclose(gan.critic(uint8_nhwc, labels), gan.critic(as_float, labels), rtol=1e-5, atol=1e-6)
-    with pytest.raises(wganx.WganxError, match="class-conditional: pass labels"):
-        gan.critic(x)
-    with pytest.raises(wganx.WganxError, match="from 0 to 9"):
-        gan.sample(3, labels=[1, 2, 10])
-    tile = gan.show(16)
-    assert tile.size[0] >= 256 and tile.mode == "L"  # 4 x 4 digits, scaled up to be seen
-
-
 def test_resume_and_overwrite_from_python(tmp_path):
     folder = tmp_path / "run"
     toy(folder, max_iter=4, save_interval=2)
