@@ -20,6 +20,7 @@ from wganx.records import DatasetSpec
 from wganx.training import TrainingDiverged, Trainer, train
 
 from conftest import available_backends, run_cli
+from test_monitor import gif_frames
 
 TINY = ["--dataset", "digits", "--image-size", "16", "--arch", "dcgan", "--maps", "2", "--latent", "8",
         "-b", "8", "--log-interval", "1", "--no-progress"]
@@ -98,13 +99,6 @@ def test_resume_equals_an_uninterrupted_run(backend_name, tmp_path, ema):
         np.testing.assert_allclose(sb[key], sa[key], rtol=1e-5, atol=1e-7, err_msg=key)
 
 
-def gif_frames(path):
-    from PIL import Image, ImageSequence
-
-    with Image.open(path) as gif:
-        return [np.asarray(frame.convert("RGB"), np.int64) for frame in ImageSequence.Iterator(gif)]
-
-
 def test_keep_checkpoints_and_progress_gif_order_by_iteration_past_a_million(tmp_path):
     """Names sort params_1000000 before params_999999: pruning by name deleted the newest
     checkpoint at every save, and the GIF showed iteration 999,999 last."""
@@ -125,25 +119,6 @@ def test_keep_checkpoints_and_progress_gif_order_by_iteration_past_a_million(tmp
     # one frame a tile; their order is the next test's (these tiles are too alike to tell apart
     # once a GIF's palette has rounded them)
     assert len(gif_frames(run / "progress.gif")) == len(tiles)
-
-
-def test_sample_tiles_are_in_iteration_order_across_a_million(tmp_path):
-    from PIL import Image
-
-    samples = tmp_path / "samples"
-    samples.mkdir()
-    iterations = [999998, 999999, 1000000, 1000001, 10000000]
-    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
-    for it, colour in zip(iterations[::-1], colours[::-1]):
-        Image.new("RGB", (4, 4), colour).save(samples / monitor.sample_name("fixed", it))
-        Image.new("RGB", (4, 4), (9, 9, 9)).save(samples / monitor.sample_name("train", it))
-    (samples / "fixed_notes.png").write_bytes(b"")  # not a tile
-    assert monitor.sample_name("fixed", 7) == "fixed_000007.png"
-    assert [p.name for p in monitor.sample_tiles(samples)] == [f"fixed_{it:06d}.png" for it in iterations]
-    assert [p.name for p in monitor.sample_tiles(samples, "train")] == [f"train_{it:06d}.png" for it in iterations]
-    monitor.save_gif(monitor.sample_tiles(samples), tmp_path / "progress.gif")
-    frames = gif_frames(tmp_path / "progress.gif")
-    assert [tuple(int(c) for c in f[0, 0]) for f in frames] == colours
 
 
 def test_toy_points_train_and_generate(tmp_path):
