@@ -19,11 +19,11 @@ def program():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"batch_size": 0}, "batch size must be at least 1, got 0"),
-    ({"lr_decay": "cosine"}, "unknown learning-rate decay 'cosine'; choose one of: constant, linear"),
+    ({"batch_size": 0}, "batch_size must be at least 1, got 0"),
+    ({"lr_decay": "cosine"}, "lr_decay must be one of constant, linear, got 'cosine'"),
     ({"lr_decay": "linear", "decay_iters": 0}, "a linear learning-rate decay needs its length in iterations"),
-    ({"ema_decay": 1.0}, r"the moving average needs 0 <= decay < 1 and a start >= 0, got 1.0 and 0"),
-    ({"ema_start": -1}, r"the moving average needs 0 <= decay < 1 and a start >= 0, got 0.0 and -1"),
+    ({"ema_decay": 1.0}, r"ema_decay must be in \[0, 1\), got 1.0"),
+    ({"ema_start": -1}, r"ema_start must not be negative, got -1"),
     ({"critic_optimizer": OptimizerConfig(lr=-1e-4)}, "the critic learning rate must not be negative"),
 ])
 def test_a_program_checks_its_settings_however_it_is_made(program, change, message):

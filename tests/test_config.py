@@ -28,3 +28,20 @@ def test_original_wgan_critic_schedule():
 
     assert [critic_steps("wgan", 5, i) for i in (0, 24, 25, 499, 500, 501, 1000)] == [100, 100, 5, 5, 100, 5, 100]
     assert critic_steps("constant", 5, 0) == 5
+
+
+def test_every_number_has_its_range_and_the_programs_settings_share_the_programs():
+    """A setting the program also holds is bounded once: the flag is checked against the
+    program's own range, before any data is read."""
+    from dataclasses import fields
+
+    from wganx import algorithm
+
+    ranges = {f.name: f.metadata.get("range") for f in fields(TrainConfig)
+              if f.type in ("int", "float", "Optional[float]")}
+    assert all(ranges.values()), [name for name, r in ranges.items() if r is None]
+    assert ranges["batch_size"] is algorithm.BATCH_SIZE and ranges["lrd"] is ranges["lrg"] is algorithm.LEARNING_RATE
+    assert ranges["ema_decay"] is algorithm.EMA_DECAY and ranges["ema_start"] is algorithm.EMA_START
+    with pytest.raises(WganxError, match=r"^--beta2 must be in \[0, 1\), got 1.0$"):
+        TrainConfig(beta2=1.0).validate()
+    TrainConfig(lambda_=None).validate()  # the regularizer's own weight

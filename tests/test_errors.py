@@ -1,7 +1,7 @@
 """wganx.errors: what a user sees of a problem with their input or environment."""
 import pytest
 
-from wganx.errors import Interrupted, UnknownNameError, WganxError, check_choice
+from wganx.errors import Interrupted, Range, UnknownNameError, WganxError, check_choice
 
 
 def test_an_unknown_name_lists_the_choices_sorted_and_reads_as_its_message():
@@ -31,3 +31,15 @@ def test_interrupted_is_not_a_keyboard_interrupt_and_carries_the_signal():
     err = Interrupted(15, at_once=True)
     assert not isinstance(err, KeyboardInterrupt) and (err.signum, err.at_once) == (15, True)
     assert Interrupted(2).at_once is False
+
+
+@pytest.mark.parametrize("bound,value,message", [
+    (Range(1), 0, "--n must be at least 1, got 0"),
+    (Range(0), -0.5, "--n must not be negative, got -0.5"),
+    (Range(0, 1), 1.0, r"--n must be in \[0, 1\), got 1.0"),
+    (Range(0, 1), -1e-9, r"--n must be in \[0, 1\), got -1e-09"),
+])
+def test_a_range_names_what_it_takes(bound, value, message):
+    with pytest.raises(WganxError, match=f"^{message}$"):
+        bound.check("--n", value)
+    bound.check("--n", bound.low)  # the low end is in

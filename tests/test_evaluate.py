@@ -280,6 +280,8 @@ def test_clear_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert E.main(parse(["--samples", path, "--folder", str(tmp_path)])) == 2
     assert "give exactly one of --model-load-path, --samples, --folder" in capsys.readouterr().err
+    assert E.main(parse(["--samples", path, "--reference", "8gaussians", "--seed", "-1"])) == 2
+    assert capsys.readouterr().err.strip() == "wganx evaluate: error: --seed must not be negative, got -1"
 
 
 def test_evaluator_during_training_writes_csv_and_plot(tmp_path):

@@ -60,3 +60,11 @@ def test_session_generator_draws_the_same_latents_at_any_batch_size(toy_checkpoi
     np.testing.assert_allclose(small, whole, rtol=1e-6, atol=1e-6)
     fresh = session_generator(session, program, seed=9)
     assert not np.allclose(fresh(4), fresh(4))  # one stream: each call draws new latents
+
+
+def test_a_negative_seed_is_one_line_from_the_command_and_from_python(toy_checkpoint, tmp_path):
+    with pytest.raises(WganxError, match="^--seed must not be negative, got -1$"):
+        generate(toy_checkpoint, tmp_path / "gen", seed=-1)
+    with pytest.raises(WganxError, match="^seed must not be negative, got -3$"):
+        wganx.load(toy_checkpoint, threads=1).sample(4, seed=-3)
+    assert not (tmp_path / "gen").exists()

@@ -399,6 +399,8 @@ def test_evaluate_refuses_an_npz_without_images_or_points(tmp_path, capsys):
     (["--keep-checkpoints", "-1"], "--keep-checkpoints must not be negative"),
     (["--eval-samples", "0"], "--eval-samples must be at least 1"),
     (["--threads", "-2"], "--threads must not be negative, got -2"),
+    (["--seed", "-1"], "--seed must not be negative, got -1"),  # numpy's ValueError reached users
+    (["-d", "-1"], "--device-id must not be negative, got -1"),
 ])
 def test_more_bad_values(tmp_path, capsys, flag, message):
     code, err = cli(capsys, "train", *TOY, *flag, "--monitor-path", tmp_path / "run")

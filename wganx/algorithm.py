@@ -28,11 +28,14 @@ from typing import Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .errors import WganxError
+from .errors import Range, WganxError, check_choice
 from .optim import OptimizerConfig
 from .records import Architecture, LossSpec, RegularizerSpec
 
 NETWORKS = ("generator", "critic")
+#: the values the program's numeric settings may take; :class:`wganx.config.TrainConfig`
+#: checks the flags that set them against these same ranges
+BATCH_SIZE, LEARNING_RATE, EMA_DECAY, EMA_START = Range(1), Range(0), Range(0, 1), Range(0)
 
 
 @dataclass(frozen=True)
@@ -56,19 +59,15 @@ class Program:
     def __post_init__(self):
         """The program's own settings are checked here, once, however it is made
         (:func:`wganx.build.make_program`, ``dataclasses.replace``)."""
-        if self.batch_size < 1:
-            raise WganxError(f"batch size must be at least 1, got {self.batch_size}")
-        if self.lr_decay not in LR_DECAYS:
-            raise WganxError(f"unknown learning-rate decay {self.lr_decay!r}; choose one of: {', '.join(LR_DECAYS)}")
+        BATCH_SIZE.check("batch_size", self.batch_size)
+        check_choice("lr_decay", self.lr_decay, LR_DECAYS)
         if self.lr_decay != "constant" and self.decay_iters < 1:
             raise WganxError(f"a {self.lr_decay} learning-rate decay needs its length in iterations, "
                              f"got {self.decay_iters}")
-        if not 0.0 <= self.ema_decay < 1.0 or self.ema_start < 0:
-            raise WganxError(f"the moving average needs 0 <= decay < 1 and a start >= 0, got {self.ema_decay} "
-                             f"and {self.ema_start}")
+        EMA_DECAY.check("ema_decay", self.ema_decay)
+        EMA_START.check("ema_start", self.ema_start)
         for net in NETWORKS:
-            if self.optimizer(net).lr < 0:
-                raise WganxError(f"the {net} learning rate must not be negative, got {self.optimizer(net).lr}")
+            LEARNING_RATE.check(f"the {net} learning rate", self.optimizer(net).lr)
 
     def network(self, net: str):
         """``"generator"`` or ``"critic"`` -> its :class:`wganx.records.Network`."""

@@ -15,13 +15,16 @@ from typing import Optional
 
 import numpy as np
 
-from .algorithm import LR_DECAYS
+from .algorithm import BATCH_SIZE, EMA_DECAY, EMA_START, LEARNING_RATE, LR_DECAYS
 from .distributed import engine_names
-from .errors import WganxError, check_choice
+from .errors import Range, WganxError, check_choice
 from .optim import OPTIMIZERS
 
 CONTEXTS = ("cpu", "cuda", "cudnn")  # NNabla's extension contexts, on every backend
 PROGRESS_STYLES = ("auto", "bar", "lines", "notebook")  # wganx.progress.TrainingProgress
+# a numeric field's "range": what the flag takes; the program's settings use its own ranges
+AT_LEAST_1, NOT_NEGATIVE, UNIT_INTERVAL = Range(1), Range(0), Range(0, 1)
+SEED = NOT_NEGATIVE  # numpy's generators take no negative seed (generate and evaluate check theirs too)
 
 
 @dataclass
@@ -31,10 +34,10 @@ class TrainConfig:
                          metadata={"help": "the framework that computes", "shown_default": "$WGANX_BACKEND, else torch"})
     context: str = field(default="cpu", metadata={"help": "device: NNabla's extension contexts, on every backend",
                                                    "flags": ("-c",), "choices": CONTEXTS})
-    device_id: int = field(default=0, metadata={"help": "GPU index", "flags": ("-d",)})
+    device_id: int = field(default=0, metadata={"range": NOT_NEGATIVE, "help": "GPU index", "flags": ("-d",)})
     type_config: str = field(default="float", metadata={"help": "precision: half is mixed precision (GPU)",
                                                          "flags": ("-t",), "choices": ("float", "half")})
-    threads: int = field(default=0, metadata={
+    threads: int = field(default=0, metadata={"range": NOT_NEGATIVE, 
         "help": "CPU threads of the backend's kernels (a backend with single-threaded CPU kernels "
                 "uses one); 0: the CPUs no other process keeps busy when the run starts", "shown_default": "0"})
     distribute: str = field(default="auto", metadata={
@@ -45,43 +48,43 @@ class TrainConfig:
     # -- the model --
     arch: str = field(default="nnabla-cifar", metadata={"help": "architecture plugin"})
     up: str = field(default="nearest", metadata={"help": "upsampler of generators built from upsampling blocks"})
-    maps: int = field(default=128, metadata={"help": "width: feature maps (conv) or units (mlp)"})
-    latent: int = field(default=128, metadata={"help": "size of the latent vector z"})
-    image_size: int = field(default=32, metadata={"help": "height and width of generated images"})
+    maps: int = field(default=128, metadata={"range": AT_LEAST_1, "help": "width: feature maps (conv) or units (mlp)"})
+    latent: int = field(default=128, metadata={"range": AT_LEAST_1, "help": "size of the latent vector z"})
+    image_size: int = field(default=32, metadata={"range": AT_LEAST_1, "help": "height and width of generated images"})
     critic_norm: str = field(default="none", metadata={
         "help": "normalisation of the critic, for architectures that offer one (wganx plugins says which)"})
     conditional: bool = field(default=False, metadata={"help": "class-conditional G and D (WCGAN, giakou4/gans)"})
     # -- the objective --
     loss: str = field(default="wasserstein", metadata={"help": "loss plugin (nonsaturating: the standard GAN's)"})
     regularizer: str = field(default="gp", metadata={"help": "regularizer plugin: gradient penalty and its relatives"})
-    lambda_: Optional[float] = field(default=None, metadata={
+    lambda_: Optional[float] = field(default=None, metadata={"range": NOT_NEGATIVE, 
         "help": "penalty weight", "shown_default": "the regularizer's, 10 for gp", "flags": ("--lambda",)})
     allow_critic_batch_norm: bool = field(default=False, metadata={
         "help": "permit a batch-norm critic with an input-gradient penalty (not recommended)"})
     # -- optimisation --
-    batch_size: int = field(default=64, metadata={"help": "batch size (data-parallel: the global batch, "
+    batch_size: int = field(default=64, metadata={"range": BATCH_SIZE, "help": "batch size (data-parallel: the global batch, "
                                                           "split over the replicas)", "flags": ("-b",)})
-    max_iter: int = field(default=100000, metadata={"help": "generator iterations", "flags": ("-i",)})
-    n_critic: int = field(default=5, metadata={"help": "critic steps per generator step"})
+    max_iter: int = field(default=100000, metadata={"range": AT_LEAST_1, "help": "generator iterations", "flags": ("-i",)})
+    n_critic: int = field(default=5, metadata={"range": AT_LEAST_1, "help": "critic steps per generator step"})
     critic_schedule: str = field(default="constant", metadata={
         "help": "wgan: 100 critic steps for the first 25 and every 500th iteration",
         "choices": ("constant", "wgan")})
     optimizer: str = field(default="adam", metadata={"help": "rmsprop: the original WGAN's",
                                                       "choices": OPTIMIZERS})
-    lrg: float = field(default=1e-4, metadata={"help": "generator learning rate"})
-    lrd: float = field(default=1e-4, metadata={"help": "critic learning rate"})
+    lrg: float = field(default=1e-4, metadata={"range": LEARNING_RATE, "help": "generator learning rate"})
+    lrd: float = field(default=1e-4, metadata={"range": LEARNING_RATE, "help": "critic learning rate"})
     lr_decay: str = field(default="constant", metadata={
         "help": "learning rates over the run: constant, or linear decay to 0 at --lr-decay-iters (the WGAN-GP "
                 "paper's CIFAR-10 ResNet)", "choices": LR_DECAYS})
-    lr_decay_iters: int = field(default=0, metadata={
+    lr_decay_iters: int = field(default=0, metadata={"range": NOT_NEGATIVE, 
         "help": "generator iterations over which the learning rates decay (0: --max-iter); give it when a run "
                 "will be resumed with a larger --max-iter, so its schedule does not change", "shown_default": "0"})
-    beta1: float = field(default=0.5, metadata={"help": "Adam beta1 (the NNabla example's 0.5; the paper's CIFAR runs 0.0)"})
-    beta2: float = field(default=0.9, metadata={"help": "Adam beta2"})
-    ema_decay: float = field(default=0.0, metadata={
+    beta1: float = field(default=0.5, metadata={"range": UNIT_INTERVAL, "help": "Adam beta1 (the NNabla example's 0.5; the paper's CIFAR runs 0.0)"})
+    beta2: float = field(default=0.9, metadata={"range": UNIT_INTERVAL, "help": "Adam beta2"})
+    ema_decay: float = field(default=0.0, metadata={"range": EMA_DECAY, 
         "help": "keep an exponential moving average of the generator's weights with this decay, e.g. 0.999 "
                 "(0: off); samples, --eval-interval, generate and evaluate then use it"})
-    ema_start: int = field(default=0, metadata={"help": "generator iterations before the average starts "
+    ema_start: int = field(default=0, metadata={"range": EMA_START, "help": "generator iterations before the average starts "
                                                         "(until then it copies the generator)"})
     recipe: str = field(default="wgan-gp", metadata={
         "help": "wgan: the original WGAN, as the TF1 example trains it (clip 0.01, RMSProp lr 5e-5, wgan schedule)",
@@ -90,17 +93,17 @@ class TrainConfig:
     dataset: str = field(default="cifar10", metadata={"help": "dataset plugin"})
     data_dir: Optional[str] = field(default=None, metadata={"help": "folder holding the dataset's files"})
     download: bool = field(default=True, metadata={"help": "download a missing dataset"})
-    seed: int = field(default=0, metadata={"help": "seed of every random number the core draws"})
+    seed: int = field(default=0, metadata={"range": SEED, "help": "seed of every random number the core draws"})
     # -- output --
     monitor_path: str = field(default="./result/example_0", metadata={"help": "folder for everything written"})
-    save_interval: int = field(default=1000, metadata={"help": "iterations between checkpoints and samples"})
-    log_interval: int = field(default=10, metadata={"help": "iterations between loss rows (and device syncs)"})
-    num_samples: int = field(default=64, metadata={"help": "images per sample tile"})
-    keep_checkpoints: int = field(default=0, metadata={"help": "keep only the newest N checkpoints (0: all)"})
-    eval_interval: int = field(default=0, metadata={"help": "iterations between quality metrics (0: off)"})
+    save_interval: int = field(default=1000, metadata={"range": AT_LEAST_1, "help": "iterations between checkpoints and samples"})
+    log_interval: int = field(default=10, metadata={"range": AT_LEAST_1, "help": "iterations between loss rows (and device syncs)"})
+    num_samples: int = field(default=64, metadata={"range": AT_LEAST_1, "help": "images per sample tile"})
+    keep_checkpoints: int = field(default=0, metadata={"range": NOT_NEGATIVE, "help": "keep only the newest N checkpoints (0: all)"})
+    eval_interval: int = field(default=0, metadata={"range": NOT_NEGATIVE, "help": "iterations between quality metrics (0: off)"})
     eval_metrics: Optional[str] = field(default=None, metadata={
         "help": "comma-separated metrics for --eval-interval", "shown_default": "the dataset's usual ones"})
-    eval_samples: int = field(default=2000, metadata={"help": "generated samples per evaluation"})
+    eval_samples: int = field(default=2000, metadata={"range": AT_LEAST_1, "help": "generated samples per evaluation"})
     raw_weights: bool = field(default=False, metadata={
         "help": "sample tiles and --eval-interval use the generator's own weights, not their moving average"})
     tensorboard: bool = field(default=False, metadata={"help": "also write TensorBoard event files"})
@@ -126,28 +129,11 @@ class TrainConfig:
         for f in fields(self):
             if field_choices(f):
                 check_choice(f"--{flag_name(f.name)}", getattr(self, f.name), field_choices(f))
-        for name in ("batch_size", "max_iter", "n_critic", "save_interval", "log_interval", "maps",
-                     "latent", "image_size", "num_samples"):
-            if getattr(self, name) < 1:
-                raise WganxError(f"--{flag_name(name)} must be at least 1, got {getattr(self, name)}")
-        for name in ("lrg", "lrd"):
-            if getattr(self, name) < 0:
-                raise WganxError(f"--{name} must not be negative, got {getattr(self, name)}")
-        for name in ("beta1", "beta2", "ema_decay"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise WganxError(f"--{flag_name(name)} must be in [0, 1), got {getattr(self, name)}")
-        if self.ema_start < 0:
-            raise WganxError(f"--ema-start must not be negative, got {self.ema_start}")
-        for name in ("eval_interval", "keep_checkpoints", "threads", "lr_decay_iters"):
-            if getattr(self, name) < 0:
-                raise WganxError(f"--{flag_name(name)} must not be negative, got {getattr(self, name)}")
-        if self.eval_samples < 1:
-            raise WganxError(f"--eval-samples must be at least 1, got {self.eval_samples}")
+            if "range" in f.metadata and getattr(self, f.name) is not None:  # --lambda: None is the default
+                f.metadata["range"].check(f"--{flag_name(f.name)}", getattr(self, f.name))
         if self.resume and self.overwrite:
             raise WganxError("--resume continues the run in --monitor-path and --overwrite replaces it: "
                              "give one of them")
-        if self.lambda_ is not None and self.lambda_ < 0:
-            raise WganxError(f"--lambda must not be negative, got {self.lambda_}")
         return self
 
     def as_dict(self) -> dict:

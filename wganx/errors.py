@@ -1,4 +1,8 @@
-"""Errors that the CLI turns into one clean line instead of a stack trace."""
+"""Errors that the CLI turns into one clean line instead of a stack trace, and the checks
+that raise them for a value out of its choices or its range."""
+from dataclasses import dataclass
+from typing import Optional
+
 from .deprecation import moved
 
 
@@ -45,6 +49,26 @@ def check_choice(flag: str, value, allowed) -> None:
     """A value that is not one of ``allowed`` is a one-line error naming the flag and the choices."""
     if value not in allowed:
         raise WganxError(f"{flag} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a number may take: at least ``low`` and, when ``below`` is given, less than
+    it. Declared once beside the setting it bounds and checked wherever that setting enters
+    (a :class:`wganx.algorithm.Program` however made; the flags, before any data is read)."""
+
+    low: float
+    below: Optional[float] = None
+
+    def check(self, name: str, value) -> None:
+        """A value out of range is a one-line error naming ``name`` (a flag, or a keyword)."""
+        if value >= self.low and (self.below is None or value < self.below):
+            return
+        if self.below is not None:
+            raise WganxError(f"{name} must be in [{self.low}, {self.below}), got {value}")
+        if self.low == 0:
+            raise WganxError(f"{name} must not be negative, got {value}")
+        raise WganxError(f"{name} must be at least {self.low}, got {value}")
 
 
 # notice and silence_notices moved to wganx.notices (they are not errors)

@@ -52,7 +52,7 @@ import typer
 from typing_extensions import Annotated
 
 from .options import Backend, Context, DeviceId, RawWeights, Threads
-from .config import CONTEXTS
+from .config import CONTEXTS, SEED
 from .data import images_to_float  # noqa: F401 - also importable from here, as before
 from .errors import WganxError, check_choice
 from .plugins import registry as default_registry
@@ -474,6 +474,7 @@ def run(args, gan=None, samples=None) -> dict:
                                  ("--reference-split", args.reference_split, ("test", "train")),
                                  ("--features", args.features, feature_spaces(default_registry()))):
         check_choice(flag, value, allowed)
+    SEED.check("--seed", args.seed)
     if args.num_samples is not None and args.num_samples < 2:
         raise WganxError(f"--num-samples must be at least 2, got {args.num_samples}")
     if args.batch_size < 1 or (args.kid_subsets is not None and args.kid_subsets < 1):

@@ -14,7 +14,7 @@ import numpy as np
 from . import checkpoint as checkpoints
 from .algorithm import state_shapes
 from .build import load_backend, program_from_config
-from .config import CONTEXTS, TrainConfig
+from .config import CONTEXTS, SEED, TrainConfig
 from .data import images_to_float
 from .errors import WganxError, check_choice
 from .plugins import registry as default_registry
@@ -117,6 +117,7 @@ class GAN:
         generator is used when the checkpoint has one, unless ``raw_weights``.
         """
         n = _count(n, "n")
+        SEED.check("seed", seed)
         rng = np.random.default_rng(seed)
         z = rng.standard_normal((n, self.latent)).astype(np.float32)
         labels = self._labels(labels, n, rng)

@@ -7,6 +7,7 @@ from typing import Callable
 import numpy as np
 
 from . import checkpoint, monitor
+from .config import SEED
 from .errors import WganxError
 from .gan import load, load_session  # noqa: F401 - load_session: importable from here, as before
 
@@ -30,6 +31,7 @@ def generate(model_load_path, monitor_path, *, backend=None, context="cpu", devi
     work) unless ``overwrite``."""
     if batch_size < 1 or num_images < 1:
         raise WganxError("--batch-size and --num-images must be at least 1")
+    SEED.check("--seed", seed)
     out = Path(monitor_path)
     there = [OUTPUTS[f] for f in fmt if (out / OUTPUTS[f]).exists()]
     if there and not overwrite:
