@@ -128,6 +128,19 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.fixture(scope="session")
+def toy_checkpoint(tmp_path_factory):
+    """A checkpoint of two iterations of the 8-Gaussians toy (on the default backend), for
+    tests of what is done with a trained model; nothing may write beside it."""
+    import wganx
+
+    if not available_backends():
+        pytest.skip("no backend installed")
+    folder = tmp_path_factory.mktemp("toy") / "run"
+    return wganx.train(dataset="8gaussians", arch="mlp", maps=8, latent=2, batch_size=16, max_iter=2,
+                       save_interval=2, threads=1, progress=False, monitor_path=folder).checkpoint
+
+
 def run_cli(*args, cwd=None, env=None, timeout=600):
     """Run ``python -m wganx ARGS`` in a subprocess, like a user at a shell."""
     import subprocess

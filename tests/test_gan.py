@@ -12,13 +12,6 @@ from conftest import available_backends
 pytestmark = pytest.mark.skipif(not available_backends(), reason="no backend installed")
 
 
-@pytest.fixture(scope="module")
-def toy_checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("gan") / "run"
-    return wganx.train(dataset="8gaussians", arch="mlp", maps=8, latent=2, batch_size=16, max_iter=2,
-                       save_interval=1, threads=1, progress=False, monitor_path=folder).checkpoint
-
-
 def test_a_gan_says_what_it_is(toy_checkpoint):
     gan = wganx.load(toy_checkpoint, threads=1)
     assert (gan.iteration, gan.data_kind, gan.sample_shape, gan.latent, gan.num_classes) == (2, "points", (2,), 2, 0)

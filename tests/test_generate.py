@@ -15,13 +15,6 @@ from conftest import available_backends
 pytestmark = pytest.mark.skipif(not available_backends(), reason="no backend installed")
 
 
-@pytest.fixture(scope="module")
-def toy_checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("generate") / "run"
-    return wganx.train(dataset="8gaussians", arch="mlp", maps=8, latent=2, batch_size=16, max_iter=2,
-                       save_interval=2, threads=1, progress=False, monitor_path=folder).checkpoint
-
-
 def test_the_files_hold_the_gans_samples(toy_checkpoint, tmp_path):
     out = generate(toy_checkpoint, tmp_path / "gen", num_images=20, batch_size=8, seed=4, threads=1)
     assert out["iteration"] == 2 and sorted(out["written"]) == ["npz", "png"]
