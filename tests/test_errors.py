@@ -38,8 +38,13 @@ def test_interrupted_is_not_a_keyboard_interrupt_and_carries_the_signal():
     (Range(0), -0.5, "--n must not be negative, got -0.5"),
     (Range(0, 1), 1.0, r"--n must be in \[0, 1\), got 1.0"),
     (Range(0, 1), -1e-9, r"--n must be in \[0, 1\), got -1e-09"),
+    (Range(0, 1, high_closed=True), 1.5, r"--n must be in \[0, 1\], got 1.5"),
+    (Range(0, 1, low_open=True), 0.0, r"--n must be in \(0, 1\), got 0.0"),
+    (Range(0, low_open=True), 0, "--n must be greater than 0, got 0"),
 ])
 def test_a_range_names_what_it_takes(bound, value, message):
     with pytest.raises(WganxError, match=f"^{message}$"):
         bound.check("--n", value)
-    bound.check("--n", bound.low)  # the low end is in
+    assert (bound.low in bound) is not bound.low_open
+    if bound.high is not None:
+        assert (bound.high in bound) is bound.high_closed

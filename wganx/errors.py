@@ -53,19 +53,30 @@ def check_choice(flag: str, value, allowed) -> None:
 
 @dataclass(frozen=True)
 class Range:
-    """The values a number may take: at least ``low`` and, when ``below`` is given, less than
-    it. Declared once beside the setting it bounds and checked wherever that setting enters
-    (a :class:`wganx.algorithm.Program` however made; the flags, before any data is read)."""
+    """The values a number may take: from ``low`` (included, unless ``low_open``) up to
+    ``high`` (excluded, unless ``high_closed``; None: no upper bound). Declared once beside the
+    setting it bounds and checked wherever that setting enters (a
+    :class:`wganx.algorithm.Program` however made; the flags, before any data is read)."""
 
     low: float
-    below: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False
+    high_closed: bool = False
+
+    def __contains__(self, value) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = self.high is None or (value <= self.high if self.high_closed else value < self.high)
+        return above and below
 
     def check(self, name: str, value) -> None:
         """A value out of range is a one-line error naming ``name`` (a flag, or a keyword)."""
-        if value >= self.low and (self.below is None or value < self.below):
+        if value in self:
             return
-        if self.below is not None:
-            raise WganxError(f"{name} must be in [{self.low}, {self.below}), got {value}")
+        if self.high is not None:
+            interval = f"{'(' if self.low_open else '['}{self.low}, {self.high}{']' if self.high_closed else ')'}"
+            raise WganxError(f"{name} must be in {interval}, got {value}")
+        if self.low_open:
+            raise WganxError(f"{name} must be greater than {self.low}, got {value}")
         if self.low == 0:
             raise WganxError(f"{name} must not be negative, got {value}")
         raise WganxError(f"{name} must be at least {self.low}, got {value}")
