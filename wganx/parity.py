@@ -350,7 +350,7 @@ def ops_architecture() -> Architecture:
     Generator: affine, ``depth_to_space`` (sub-pixel convolution), reflect ``pad``, conv.
     Critic: reflect ``pad``, conv, ``depth_to_space``, zero ``pad``, strided conv, a
     self-attention block (``reshape``, ``transpose``, ``matmul``, ``softmax``; Zhang et al.
-    2019), a channel ``slice`` and a 4-D ``transpose``, affine.
+    2019), a channel ``slice``, a 4-D ``transpose`` and a ``flip``, affine.
     """
     c, h, w = OPS_SAMPLE
 
@@ -369,7 +369,7 @@ def ops_architecture() -> Architecture:
         y = ops.leaky_relu(ops.conv2d(ops.pad(x, ((1, 1), (1, 2)), "reflect"), p["c1/W"], p["c1/b"]), 0.2)
         y = ops.pad(ops.depth_to_space(y, 2), ((0, 1), (1, 1)))
         y = attention(ops, ops.leaky_relu(ops.conv2d(y, p["c2/W"], p["c2/b"], stride=2), 0.2))
-        y = ops.transpose(ops.slice(y, 1, 1, 3), (0, 1, 3, 2))
+        y = ops.flip(ops.transpose(ops.slice(y, 1, 1, 3), (0, 1, 3, 2)), 2)
         return ops.affine(y, p["out/W"], p["out/b"])
 
     from .params import affine, conv
