@@ -58,6 +58,18 @@ class TrainConfig:
         "help": "penalty weight", "shown_default": "the regularizer's, 10 for gp", "flags": ("--lambda",)})
     allow_critic_batch_norm: bool = field(default=False, metadata={
         "help": "permit a batch-norm critic with an input-gradient penalty (not recommended)"})
+    # -- differentiable augmentation (docs: Numerics, Augmentation) --
+    augment: str = field(default="none", metadata={
+        "help": "augment every image the critic sees: diffaug[:color,translation,cutout] (DiffAugment) or "
+                "ada[:TRANSFORMS] (ADA; wganx plugins lists them); none: off"})
+    augment_p: float = field(default=0.0, metadata={
+        "help": "probability of each ADA transform at the start (fixed with --ada-kimg 0)"})
+    ada_target: float = field(default=0.6, metadata={
+        "help": "ADA: the overfitting signal r_t (share of real images the critic scores above the generated "
+                "ones' mean, as 2 share - 1) that p is adjusted towards"})
+    ada_kimg: float = field(default=100.0, metadata={
+        "help": "ADA: thousands of real images over which p can go from 0 to 1 (0: p stays at --augment-p)"})
+    ada_interval: int = field(default=4, metadata={"help": "ADA: generator iterations between adjustments of p"})
     # -- optimisation --
     batch_size: int = field(default=64, metadata={"help": "batch size (data-parallel: the global batch, "
                                                           "split over the replicas)", "flags": ("-b",)})
@@ -146,6 +158,14 @@ class TrainConfig:
         if self.resume and self.overwrite:
             raise WganxError("--resume continues the run in --monitor-path and --overwrite replaces it: "
                              "give one of them")
+        if not 0.0 <= self.augment_p <= 1.0:
+            raise WganxError(f"--augment-p must be in [0, 1], got {self.augment_p}")
+        if not 0.0 < self.ada_target < 1.0:
+            raise WganxError(f"--ada-target must be in (0, 1), got {self.ada_target}")
+        if self.ada_kimg < 0:
+            raise WganxError(f"--ada-kimg must not be negative, got {self.ada_kimg}")
+        if self.ada_interval < 1:
+            raise WganxError(f"--ada-interval must be at least 1, got {self.ada_interval}")
         if self.lambda_ is not None and self.lambda_ < 0:
             raise WganxError(f"--lambda must not be negative, got {self.lambda_}")
         return self
@@ -216,6 +236,7 @@ SECTIONS = {
     "Device": ("backend", "context", "device_id", "type_config", "threads", "distribute", "sync_batch_norm"),
     "Model": ("arch", "up", "maps", "latent", "image_size", "critic_norm", "conditional"),
     "Objective": ("loss", "regularizer", "lambda_", "allow_critic_batch_norm"),
+    "Augmentation": ("augment", "augment_p", "ada_target", "ada_kimg", "ada_interval"),
     "Optimisation": ("batch_size", "max_iter", "n_critic", "critic_schedule", "optimizer", "lrg", "lrd", "lr_decay",
                      "lr_decay_iters", "beta1", "beta2", "ema_decay", "ema_start", "recipe"),
     "Data": ("dataset", "data_dir", "download", "seed"),

@@ -104,8 +104,10 @@ def save_gif(frames: List[Path], path: Path, ms_per_frame: int = 200) -> None:
 class LossLog:
     """``losses.csv`` (appended row by row, survives a crash) and ``losses.png``."""
 
-    def __init__(self, folder: Path, resume_from: Optional[int] = None):
+    def __init__(self, folder: Path, resume_from: Optional[int] = None, extra: tuple = ()):
         self.path = Path(folder) / "losses.csv"
+        #: the columns: :data:`LOSS_COLUMNS`, then ``extra`` (an augmented run's ``augment_p``, ...)
+        self.columns = tuple(LOSS_COLUMNS) + tuple(extra)
         self.rows: List[Dict[str, float]] = []
         if resume_from is not None and self.path.exists():
             self.rows, damaged = read_loss_rows(self.path)
@@ -118,7 +120,7 @@ class LossLog:
     def _rewrite(self):
         def write(tmp):
             with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, LOSS_COLUMNS, extrasaction="ignore")
+                writer = csv.DictWriter(f, self.columns, extrasaction="ignore")
                 writer.writeheader()
                 writer.writerows(self.rows)
         atomic_write(self.path, write)
@@ -126,7 +128,7 @@ class LossLog:
     def add(self, row: Dict[str, float]) -> None:
         self.rows.append(row)
         with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, LOSS_COLUMNS, extrasaction="ignore").writerow(row)
+            csv.DictWriter(f, self.columns, extrasaction="ignore").writerow(row)
 
     def plot(self, path: Optional[Path] = None) -> Optional[Path]:
         """``losses.png`` (:func:`loss_figure`)."""
