@@ -47,13 +47,15 @@ class NumpyOps:
     def mean(self, x, axes=None, keepdims=False):
         return x.mean(axis=axes, keepdims=keepdims)
 
+    def reshape(self, x, shape):
+        return x.reshape(shape)
+
+    def matmul(self, a, b):
+        return a @ b
+
 
 def _images(n=6, c=3, size=8, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, (n, c, size, size))
-
-
-def _shifts(one_hot):
-    return one_hot[:, :, 0, 0].argmax(axis=1) - one_hot.shape[1] // 2
 
 
 # -- each transform against its reference ---------------------------------------------------------
@@ -62,8 +64,9 @@ def test_diffaug_translation_and_cutout_are_the_reference_codes():
     x = _images(size=8)
     n, _, h, w = x.shape
     params = aug.diffaug_sample(np.random.default_rng(1), n, x.shape[1:], ("translation",), 0.0)
-    tx, ty = _shifts(params["aug_shift_h"]), _shifts(params["aug_shift_w"])
-    assert np.abs(tx).max() <= int(h * 0.125 + 0.5) and len(set(tx) | set(ty)) > 1
+    rng, radius = np.random.default_rng(1), int(h * 0.125 + 0.5)
+    tx, ty = rng.integers(-radius, radius + 1, n), rng.integers(-radius, radius + 1, n)  # the reference's draws
+    assert len(set(tx) | set(ty)) > 1
     padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
     gx = np.clip(np.arange(h)[None, :, None] + tx[:, None, None] + 1, 0, h + 1)
     gy = np.clip(np.arange(w)[None, None, :] + ty[:, None, None] + 1, 0, w + 1)
@@ -93,12 +96,19 @@ def test_diffaug_color_is_the_reference_code():
 
 
 def test_ada_blit_transforms_are_flips_quarter_turns_and_mirrored_shifts():
+    """Against numpy's flip, rot90 and reflect padding, with ADA's draws in ADA's order (each
+    value, then its gate) from a twin generator."""
     x = _images(n=16)
     ops, n = NumpyOps(), len(x)
-    params = aug.ada_sample(np.random.default_rng(4), n, x.shape[1:], aug.ADA_BLIT, 1.0)
-    flip, turns = params["aug_xflip"][:, 0, 0, 0], params["aug_rotate"][:, :, 0, 0].argmax(1)
-    ty, tx = _shifts(params["aug_shift_h"]), _shifts(params["aug_shift_w"])
-    assert set(flip) == {0.0, 1.0} and set(turns) == {0, 1, 2, 3} and np.abs(tx).max() == 1
+    p = 0.7
+    params = aug.ada_sample(np.random.default_rng(4), n, x.shape[1:], aug.ADA_BLIT, p)
+    rng = np.random.default_rng(4)
+    flip = np.floor(rng.uniform(0, 1, n) * 2) * (rng.uniform(0, 1, n) < p)
+    turns = np.floor(rng.uniform(0, 1, n) * 4).astype(int) * (rng.uniform(0, 1, n) < p)
+    t = rng.uniform(-1, 1, (n, 2)) * 0.125
+    on = rng.uniform(0, 1, n) < p
+    tx, ty = (np.rint(t[:, 0] * 8) * on).astype(int), (np.rint(t[:, 1] * 8) * on).astype(int)
+    assert set(flip) == {0.0, 1.0} and set(turns) == {0, 1, 2, 3} and set(tx) == {-1, 0, 1}
     r = 1
     expected = []
     for i in range(n):

@@ -32,9 +32,13 @@
 Every random number is drawn by the core's generator (``sample``); the transforms (``apply``)
 are written once against the neutral ops and are linear (affine, for colour) in the image, so
 their second derivative exists on every backend and the penalty differentiates through them.
-A translation is a sum of shifted copies, each a pad and a slice, weighted per sample by a
-one-hot row drawn on the host; a flip is the ops' ``flip``; a rotation by 90 degrees is a
-transpose and a flip; cutout is a product with a mask drawn on the host.
+Every geometric transform offered moves whole pixels: an image ``X`` (per channel) becomes
+``A op(X) B^T``, where ``A`` and ``B`` are 0/1 selection matrices and ``op`` is the identity or
+the transpose (a quarter turn of a square image swaps the axes). The host composes flips,
+quarter turns and translations (zeros shifted in, or mirrored for ADA) into ``A``, ``B`` and
+the transpose bit of each sample; the device computes two batched matrix products, exact
+since each output pixel selects one input pixel or none. Cutout is a product with a mask
+drawn on the host; colour is a per-sample colour matrix and offset.
 """
 from __future__ import annotations
 
@@ -62,10 +66,34 @@ def _per_sample(values):
     return np.asarray(values, F32).reshape(-1, 1, 1, 1)
 
 
-def _one_hot(shifts, radius):
-    """``(N, 2 * radius + 1, 1, 1)`` rows selecting shift ``t`` at index ``t + radius``."""
-    out = np.zeros((len(shifts), 2 * radius + 1, 1, 1), F32)
-    out[np.arange(len(shifts)), np.asarray(shifts) + radius, 0, 0] = 1.0
+def _shift(size, shifts, mode="constant"):
+    """``(N, size, size)`` selection matrices ``S`` with ``(S x)[i] = x[i + t]`` for each
+    sample's shift ``t``: rows past the border are zero (``"constant"``, DiffAugment) or
+    select the mirrored pixel without repeating the border (``"reflect"``, ADA's padding)."""
+    n = len(shifts)
+    src = np.arange(size)[None, :] + np.asarray(shifts)[:, None]  # (N, size): where row i reads
+    if mode == "reflect":
+        period = 2 * (size - 1)
+        src = np.abs((src + period) % period)
+        src = np.where(src >= size, period - src, src)
+    out = np.zeros((n, size, size))
+    rows, cols = np.nonzero((src >= 0) & (src < size))
+    out[rows, cols, src[rows, cols]] = 1.0
+    return out
+
+
+def _flip(size, bits):
+    """``(N, size, size)``: the reversal where ``bits`` is 1, the identity elsewhere."""
+    eye, rev = np.eye(size), np.eye(size)[::-1]
+    return np.where(np.asarray(bits, bool)[:, None, None], rev, eye)
+
+
+def _geometry(a, b, transposed=None):
+    """The step's parameters of ``y = A op(X) B^T`` (see :func:`blit`): ``A^T`` and ``B^T``,
+    each ``(N, size, size)``, and the transpose bit ``(N, 1, 1, 1)`` when there is one."""
+    out = {"aug_rows": np.transpose(a, (0, 2, 1)).astype(F32), "aug_cols": np.transpose(b, (0, 2, 1)).astype(F32)}
+    if transposed is not None:
+        out["aug_transpose"] = _per_sample(transposed)
     return out
 
 
@@ -85,35 +113,19 @@ def _cutout_mask(rng, n, h, w, gate=None):
 
 
 # -- transforms against the neutral ops -----------------------------------------------------------
-def translate(ops, x, one_hot, axis, mode="constant"):
-    """``x`` shifted along ``axis`` (2: H, 3: W) by a per-sample integer ``t`` in
-    ``[-r, r]``: ``y[i] = x[i + t]``, out-of-range pixels zero (``"constant"``, DiffAugment)
-    or mirrored (``"reflect"``, ADA). ``one_hot`` ``(N, 2r + 1, 1, 1)`` selects ``t``; the
-    result is the sum of the ``2r + 1`` shifted copies, each weighted by its column."""
-    count = ops.shape(one_hot)[1]
-    radius = count // 2
-    size = ops.shape(x)[axis]
-    widths = ((radius, radius), (0, 0)) if axis == 2 else ((radius, radius),)
-    padded = ops.pad(x, widths, mode)
-    out = None
-    for k in range(count):
-        term = ops.slice(padded, axis, k, k + size) * ops.slice(one_hot, 1, k, k + 1)
-        out = term if out is None else out + term
-    return out
-
-
-def rotate90(ops, x):
-    """``x`` rotated by 90 degrees in the H-W plane (``numpy.rot90(x, axes=(2, 3))``)."""
-    return ops.flip(ops.transpose(x, (0, 1, 3, 2)), 2)
-
-
-def select(ops, choices, weights):
-    """``sum_k choices[k] * weights[:, k]``: per sample, the choice its one-hot row names."""
-    out = None
-    for k, choice in enumerate(choices):
-        term = choice * ops.slice(weights, 1, k, k + 1)
-        out = term if out is None else out + term
-    return out
+def blit(ops, x, params):
+    """``y = A op(X) B^T`` for every channel ``X`` of every image: ``params["aug_rows"]`` is
+    ``A^T`` ``(N, H, H)``, ``params["aug_cols"]`` is ``B^T`` ``(N, W, W)``, and
+    ``params["aug_transpose"]`` (optional, ``(N, 1, 1, 1)``) swaps H and W of the samples
+    where it is 1 first (square images only). Two batched matrix products: linear in ``x``."""
+    if "aug_transpose" in params:
+        t = params["aug_transpose"]
+        x = x + (ops.transpose(x, (0, 1, 3, 2)) - x) * t
+    n, c, h, w = ops.shape(x)
+    x = ops.reshape(ops.matmul(ops.reshape(x, (n, c * h, w)), params["aug_cols"]), (n, c, h, w))  # X B^T
+    x = ops.reshape(ops.transpose(x, (0, 1, 3, 2)), (n, c * w, h))
+    x = ops.reshape(ops.matmul(x, params["aug_rows"]), (n, c, w, h))  # (A X B^T)^T
+    return ops.transpose(x, (0, 1, 3, 2))
 
 
 def colour_matrix(ops, x, matrix, bias):
@@ -134,10 +146,10 @@ def diffaug_sample(rng, batch_size, sample_shape, options, p):
         if policy == "color":
             for key in ("aug_brightness", "aug_saturation", "aug_contrast"):
                 out[key] = _per_sample(rng.uniform(0.0, 1.0, n))
-        elif policy == "translation":
+        elif policy == "translation":  # y[i, j] = x[i + tx, j + ty], zeros shifted in
             rh, rw = int(h * TRANSLATION_RATIO + 0.5), int(w * TRANSLATION_RATIO + 0.5)
-            out["aug_shift_h"] = _one_hot(rng.integers(-rh, rh + 1, n), rh)
-            out["aug_shift_w"] = _one_hot(rng.integers(-rw, rw + 1, n), rw)
+            tx, ty = rng.integers(-rh, rh + 1, n), rng.integers(-rw, rw + 1, n)
+            out.update(_geometry(_shift(h, tx), _shift(w, ty)))
         elif policy == "cutout":
             out["aug_cutout"] = _cutout_mask(rng, n, h, w)
     return out
@@ -152,7 +164,7 @@ def diffaug_apply(ops, x, params, options):
             mean = ops.mean(x, axes=(1, 2, 3), keepdims=True)
             x = (x - mean) * (params["aug_contrast"] + 0.5) + mean
         elif policy == "translation":
-            x = translate(ops, translate(ops, x, params["aug_shift_h"], 2), params["aug_shift_w"], 3)
+            x = blit(ops, x, params)
         elif policy == "cutout":
             x = x * params["aug_cutout"]
     return x
@@ -219,20 +231,31 @@ def ada_sample(rng, batch_size, sample_shape, options, p):
     def gate():
         return rng.uniform(0.0, 1.0, n) < p
 
+    # ADA's order: flip, then quarter turns, then translation; composed into y = A op(X) B^T
+    a, b = np.tile(np.eye(h), (n, 1, 1)), np.tile(np.eye(w), (n, 1, 1))
+    transposed = None
     if "xflip" in options:
-        flip = np.floor(rng.uniform(0.0, 1.0, n) * 2)
-        out["aug_xflip"] = _per_sample(np.where(gate(), flip, 0.0))
+        bits = np.floor(rng.uniform(0.0, 1.0, n) * 2)
+        bits = np.where(gate(), bits, 0.0)
+        b = _flip(w, bits) @ b
     if "rotate90" in options:
         if h != w:
             raise WganxError(f"--augment ada: rotate90 needs square images, not {h}x{w}")
         k = np.floor(rng.uniform(0.0, 1.0, n) * 4).astype(int)
-        out["aug_rotate"] = np.eye(4, dtype=F32)[np.where(gate(), k, 0)].reshape(n, 4, 1, 1)
+        k = np.where(gate(), k, 0)
+        transposed = np.zeros(n)
+        for _ in range(3):  # a quarter turn of A op(X) B^T is (F B) op'(X) A^T, op' the other op
+            turn = k > 0
+            a, b = np.where(turn[:, None, None], _flip(h, np.ones(n)) @ b, a), np.where(turn[:, None, None], a, b)
+            transposed = np.where(turn, 1.0 - transposed, transposed)
+            k = k - turn
     if "xint" in options:
         t = rng.uniform(-1.0, 1.0, (n, 2)) * TRANSLATION_RATIO  # ADA: (x, y) shares of the size, rounded
         on = gate()
-        rh, rw = int(round(h * TRANSLATION_RATIO)), int(round(w * TRANSLATION_RATIO))
-        out["aug_shift_h"] = _one_hot(np.where(on, np.rint(t[:, 1] * h), 0).astype(int), rh)
-        out["aug_shift_w"] = _one_hot(np.where(on, np.rint(t[:, 0] * w), 0).astype(int), rw)
+        a = _shift(h, np.where(on, np.rint(t[:, 1] * h), 0).astype(int), "reflect") @ a
+        b = _shift(w, np.where(on, np.rint(t[:, 0] * w), 0).astype(int), "reflect") @ b
+    if any(name in options for name in ADA_BLIT):
+        out.update(_geometry(a, b, transposed))
     if any(name in options for name in ADA_COLOR):
         out["aug_colour"], out["aug_colour_bias"] = _ada_colour(rng, n, c, options, p)
     if "cutout" in options:
@@ -241,15 +264,8 @@ def ada_sample(rng, batch_size, sample_shape, options, p):
 
 
 def ada_apply(ops, x, params, options):
-    if "xflip" in options:
-        x = x + (ops.flip(x, 3) - x) * params["aug_xflip"]
-    if "rotate90" in options:
-        turned = [x]
-        for _ in range(3):
-            turned.append(rotate90(ops, turned[-1]))
-        x = select(ops, turned, params["aug_rotate"])
-    if "xint" in options:
-        x = translate(ops, translate(ops, x, params["aug_shift_h"], 2, "reflect"), params["aug_shift_w"], 3, "reflect")
+    if any(name in options for name in ADA_BLIT):
+        x = blit(ops, x, params)
     if any(name in options for name in ADA_COLOR):
         x = colour_matrix(ops, x, params["aug_colour"], params["aug_colour_bias"])
     if "cutout" in options:
