@@ -355,6 +355,8 @@ def test_options_and_programs_refuse_what_they_cannot_mean():
     ada = reg.get("augmentation", "ada")
     assert check_options(ada, "blit,xflip,cutout") == ("xflip", "rotate90", "xint", "cutout")
     assert check_options(ada, None) == aug.ADA_BLIT + aug.ADA_COLOR
+    assert parse("wganx:diffaug:", reg).options == parse("diffaug", reg).options == aug.DIFFAUG_POLICIES
+    assert parse("wganx:diffaug:cutout", reg).label == "diffaug:cutout" and parse("none", reg) is None
     with pytest.raises(WganxError, match="takes no options"):
         check_options(AugmentSpec("plain", dict, lambda ops, x, p, o: x), "a")
     with pytest.raises(WganxError, match="augments images"):

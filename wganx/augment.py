@@ -60,7 +60,8 @@ class Augment:
 
 def split(value: str) -> tuple:
     """``NAME[:OPTIONS]`` -> ``(name, options text)``; ``DIST:NAME:OPTIONS`` keeps the
-    distribution with the name (:meth:`wganx.plugins.Registry.entry`)."""
+    distribution with the name (:meth:`wganx.plugins.Registry.entry`), and ``DIST:NAME:``
+    takes the defaults of the name a distribution registered."""
     parts = value.split(":")
     if len(parts) > 2:
         return ":".join(parts[:2]), ":".join(parts[2:])
@@ -69,9 +70,9 @@ def split(value: str) -> tuple:
 
 def check_options(spec: AugmentSpec, text: Optional[str]) -> tuple:
     """The options ``text`` names (comma-separated, aliases expanded, in the order given,
-    each once), or the spec's defaults when None; a word it does not know is an error listing
+    each once), or the spec's defaults when it is empty or None; a word it does not know is an error listing
     the choices."""
-    if text is None:
+    if not text:  # "NAME", or "DIST:NAME:" (a qualified name with the default options)
         return tuple(spec.default_options)
     words = [w.strip() for w in text.split(",")]
     choices = tuple(spec.options) + tuple(spec.aliases)
