@@ -204,22 +204,25 @@ def test_whole_pipelines_are_differentiable_twice_on_every_backend(name, augment
 
 # -- ADA's p -------------------------------------------------------------------------------------
 def test_adaptive_p_follows_the_signal_by_adas_rule():
-    ada = AdaptiveP(0.0, target=0.6, kimg=1.0, interval=2, images_per_iteration=50)  # 0.1 per interval
+    ada = AdaptiveP(0.0, target=0.6, kimg=1.0, interval=2)  # 100 images per interval: 0.1
     for signal in (0.9, 0.9, 0.9, 0.1):  # above the target, then a mean of 0.5: below
-        ada.observe(signal)
+        ada.observe(signal, 50)
     assert ada.p == pytest.approx(0.0)
     for signal in (1.0,) * 6:
-        ada.observe(signal)
+        ada.observe(signal, 50)
     assert ada.p == pytest.approx(0.3) and ada.state()["signal_count"] == 0
-    ada.observe(1.0)
-    again = AdaptiveP(0.0, 0.6, 1.0, 2, 50)
+    ada.observe(1.0, 500)  # the wgan schedule's 100 critic steps count as what they are
+    again = AdaptiveP(0.0, 0.6, 1.0, 2)
     again.load(ada.state())
-    assert again.state() == ada.state() == {"p": pytest.approx(0.3), "signal_sum": 1.0, "signal_count": 1}
+    assert again.state() == ada.state() == {"p": pytest.approx(0.3), "signal_sum": 1.0, "signal_count": 1,
+                                            "images": 500}
+    ada.observe(1.0, 50)
+    assert ada.p == pytest.approx(0.85)
     for _ in range(40):
-        ada.observe(1.0)
+        ada.observe(1.0, 50)
     assert ada.p == 1.0  # clipped
-    fixed = AdaptiveP(0.25, 0.6, 0.0, 1, 50)  # --ada-kimg 0: p stays
-    fixed.observe(1.0)
+    fixed = AdaptiveP(0.25, 0.6, 0.0, 1)  # --ada-kimg 0: p stays
+    fixed.observe(1.0, 50)
     assert fixed.p == 0.25
 
 

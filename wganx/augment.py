@@ -20,7 +20,7 @@ from .errors import WganxError
 from .records import AugmentSpec
 
 NONE = "none"
-ADA_KEYS = ("p", "signal_sum", "signal_count")
+ADA_KEYS = ("p", "signal_sum", "signal_count", "images")
 
 
 @dataclass(frozen=True)
@@ -122,36 +122,38 @@ class AdaptiveP:
     non-saturating critic whose generated images score near 0 it is ADA's own. After each
     generator iteration the loop records the last critic step's ``r_t``; every ``interval``
     iterations ``p`` moves by ``sign(mean r_t - target) * images / (kimg * 1000)``, where
-    ``images`` are the real images the critic saw in the interval, and is clipped to [0, 1]:
-    ADA's rule, so that ``p`` can go from 0 to 1 in ``kimg`` thousand images.
+    ``images`` are the real images the critic saw in the interval (batch times critic steps,
+    the ``wgan`` schedule's 100 included), and is clipped to [0, 1]: ADA's rule, so that ``p``
+    can go from 0 to 1 in ``kimg`` thousand images.
 
     The state (:meth:`state`) is kept in every checkpoint, so a resumed run continues exactly.
     """
 
-    def __init__(self, p: float, target: float, kimg: float, interval: int, images_per_iteration: int):
+    def __init__(self, p: float, target: float, kimg: float, interval: int):
         self.p, self.target, self.kimg, self.interval = float(p), float(target), float(kimg), int(interval)
-        self.images_per_iteration = int(images_per_iteration)
-        self.signal_sum, self.signal_count = 0.0, 0
+        self.signal_sum, self.signal_count, self.images = 0.0, 0, 0
 
-    def observe(self, signal: float) -> None:
-        """One generator iteration's ``r_t``; adjusts ``p`` at the end of an interval."""
+    def observe(self, signal: float, images: int) -> None:
+        """One generator iteration's ``r_t``, after its critic saw ``images`` real images;
+        adjusts ``p`` at the end of an interval."""
         if not math.isfinite(signal):
             return
         self.signal_sum += float(signal)
         self.signal_count += 1
+        self.images += int(images)
         if self.signal_count >= self.interval:
             mean = self.signal_sum / self.signal_count
-            if self.kimg > 0:
-                step = self.signal_count * self.images_per_iteration / (self.kimg * 1000.0)
-                self.p = min(max(self.p + math.copysign(step, mean - self.target) * (mean != self.target), 0.0), 1.0)
-            self.signal_sum, self.signal_count = 0.0, 0
+            if self.kimg > 0 and mean != self.target:
+                step = self.images / (self.kimg * 1000.0)
+                self.p = min(max(self.p + math.copysign(step, mean - self.target), 0.0), 1.0)
+            self.signal_sum, self.signal_count, self.images = 0.0, 0, 0
 
     def state(self) -> Dict[str, float]:
-        return {"p": self.p, "signal_sum": self.signal_sum, "signal_count": self.signal_count}
+        return {"p": self.p, "signal_sum": self.signal_sum, "signal_count": self.signal_count, "images": self.images}
 
     def load(self, state: Mapping) -> None:
         missing = [k for k in ADA_KEYS if k not in state]
         if missing:
             raise WganxError(f"the checkpoint's ADA state lacks {', '.join(missing)}")
         self.p, self.signal_sum = float(state["p"]), float(state["signal_sum"])
-        self.signal_count = int(state["signal_count"])
+        self.signal_count, self.images = int(state["signal_count"]), int(state["images"])
