@@ -295,7 +295,7 @@ def run_limited_job(job) -> dict:
     ev = Evaluator(None, "mnist", job["data_dir"], None, job["eval_samples"], seed=seed,
                    metric_options={"kid": {"num_subsets": 20}}, log=None)
     values, seconds, generate = run_one(config, ev, job["eval_samples"], seed)
-    monitor.save_png(monitor.tile(generate(100)), Path(job["out"]) / f"augment_{job['file']}.png", scale=2)
+    monitor.save_png(monitor.tile(generate(100)), Path(job["out"]) / f"{job['page']}_{job['file']}.png", scale=2)
     curve = []
     for path in checkpoint.checkpoints(Path(config.monitor_path)):
         session, program, meta = load_session(path, config.backend)
@@ -311,7 +311,8 @@ def run_limited_job(job) -> dict:
 def limited_jobs(args, backends, work: Path) -> list:
     shares = [float(v) for v in args.limited.split(",")]
     augments = args.augments.split(",")
-    common = {"out": args.out, "seed": args.seed, "data_dir": args.data_dir, "eval_samples": args.eval_samples,
+    common = {"out": args.out, "page": args.page, "seed": args.seed, "data_dir": args.data_dir,
+              "eval_samples": args.eval_samples,
               "iters": args.limited_iters, "maps": args.limited_maps, "dataset": "limited", "settings": "recommended",
               "ema_decay": None}
     jobs = []
@@ -320,7 +321,7 @@ def limited_jobs(args, backends, work: Path) -> list:
         images = int(round(share * 60000))
         for b in backends:
             for a in augments:
-                file = f"mnist{share:g}_{b}_{a.split(':')[0]}"
+                file = f"mnist{share:g}_{b}_{a.replace(':', '-').replace(',', '-')}"
                 jobs.append(dict(common, share=share, images=images, backend=b, augment=a, prepared=str(prepared),
                                  file=file, folder=str(work / file)))
     return jobs
@@ -335,8 +336,9 @@ def plot_limited(rows, path):
     axes = fig.subplots(1, len(shares) + 1)
     styles = {"none": "-", "diffaug": "--", "ada": ":"}
     colours = {}
+    by_augment = len({r["backend"] for r in rows}) == 1  # one backend: a colour per augmentation
     for r in rows:
-        colour = colours.setdefault(r["backend"], f"C{len(colours)}")
+        colour = colours.setdefault(r["augment"] if by_augment else r["backend"], f"C{len(colours)}")
         ax = axes[shares.index(r["share"])]
         ax.plot([c["iteration"] for c in r["curve"]], [c["domain_fid"] for c in r["curve"]], marker="o", ms=3,
                 ls=styles.get(r["augment"].split(":")[0], "-."), color=colour, label=f"{r['backend']}, {r['augment']}")
@@ -374,7 +376,7 @@ def limited_page(args, backends, rows, failures, minutes) -> list:
              "recommends for it (Adam lr 1e-3 decaying linearly to 0, moving average 0.99), batch 64, n_critic 5, "
              f"lambda 10, **{args.limited_iters} generator iterations** on a seeded random share of MNIST's 60,000 "
              "training images, the same for every row. Augmentations: "
-             + "; ".join(f"**{a}**: {AUGMENT_TEXT.get(a.split(':')[0], a)}" for a in args.augments.split(",")) + ". "
+             + "; ".join(f"**{a}**: {AUGMENT_TEXT.get(a, f'`--augment {a}`')}" for a in args.augments.split(",")) + ". "
              f"Metrics on {args.eval_samples} samples against as many images of the whole test set, in the feature "
              "space of wganx's numpy MNIST classifier (domain FID is not comparable with Inception FIDs); "
              "*final p* is ADA's probability at the end.", "",
@@ -399,7 +401,7 @@ def limited_page(args, backends, rows, failures, minutes) -> list:
     lines += ["", f"Learning curves (domain FID of {LIMITED_CURVE_SAMPLES} samples at each of "
                   f"{LIMITED_CURVE_POINTS} checkpoints; log scale) and ADA's p along its runs:", "",
               f"![learning curves and p]({args.page}_curves.png)", ""]
-    lines += [f"![{r['file']}](augment_{r['file']}.png)" for r in rows] + [""]
+    lines += [f"![{r['file']}]({args.page}_{r['file']}.png)" for r in rows] + [""]
     if failures:
         lines += ["## Runs that failed", ""] + [f"- {f}" for f in failures] + [""]
     return lines
