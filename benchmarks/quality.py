@@ -322,8 +322,10 @@ def limited_jobs(args, backends, work: Path) -> list:
         for b in backends:
             for a in augments:
                 file = f"mnist{share:g}_{b}_{a.replace(':', '-').replace(',', '-')}"
+                # the budget in the folder's name: runs of other lengths never replace each other
+                folder = work / f"{file}_{args.limited_iters}it_{args.limited_maps}maps"
                 jobs.append(dict(common, share=share, images=images, backend=b, augment=a, prepared=str(prepared),
-                                 file=file, folder=str(work / file)))
+                                 file=file, folder=str(folder)))
     return jobs
 
 
@@ -351,12 +353,37 @@ def plot_limited(rows, path):
         ax.set_xlabel("generator iteration", fontsize=8)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6)
-    axes[-1].set_title("ADA's p", fontsize=9)
+    axes[-1].set_title("ADA's p" if any(r["augment"].startswith("ada") for r in rows) else "(no ADA run)", fontsize=9)
     axes[-1].set_xlabel("generator iteration", fontsize=8)
     axes[-1].grid(alpha=0.3)
-    axes[-1].legend(fontsize=6)
+    if axes[-1].get_legend_handles_labels()[0]:
+        axes[-1].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+
+
+def verdict(rows, shares, augments) -> str:
+    """One sentence per share: each augmentation's mean domain FID against no augmentation's,
+    and on how many backends it was lower."""
+    parts = []
+    for share in shares:
+        base = {r["backend"]: r["domain_fid"] for r in rows if r["share"] == share and r["augment"] == "none"}
+        if not base:
+            continue
+        said = []
+        for a in (a for a in augments if a != "none"):
+            mine = {r["backend"]: r["domain_fid"] for r in rows if r["share"] == share and r["augment"] == a}
+            common = sorted(set(mine) & set(base))
+            if not common:
+                continue
+            better = sum(mine[b] < base[b] for b in common)
+            mean_a, mean_n = np.mean([mine[b] for b in common]), np.mean([base[b] for b in common])
+            said.append(f"{a} {'helps' if better == len(common) else 'hurts' if better == 0 else 'is mixed'} "
+                        f"(domain FID {fmt(float(mean_a))} against {fmt(float(mean_n))}, lower on {better} of "
+                        f"{len(common)} backends)")
+        if said:
+            parts.append(f"With {int(round(share * 60000)):,} training images: " + "; ".join(said) + ".")
+    return " ".join(parts)
 
 
 def limited_page(args, backends, rows, failures, minutes) -> list:
@@ -398,6 +425,7 @@ def limited_page(args, backends, rows, failures, minutes) -> list:
             vals = [r["domain_fid"] for r in rows if r["share"] == share and r["augment"] == a]
             cells.append(fmt(float(np.mean(vals))) if vals else "n/a")
         lines.append(f"| {int(round(share * 60000)):,} | " + " | ".join(cells) + " |")
+    lines += ["", "**Does augmentation help at this scale?** " + verdict(rows, shares, args.augments.split(","))]
     lines += ["", f"Learning curves (domain FID of {LIMITED_CURVE_SAMPLES} samples at each of "
                   f"{LIMITED_CURVE_POINTS} checkpoints; log scale) and ADA's p along its runs:", "",
               f"![learning curves and p]({args.page}_curves.png)", ""]
@@ -410,6 +438,12 @@ def limited_page(args, backends, rows, failures, minutes) -> list:
 def limited_main(args, backends, out: Path, work: Path) -> int:
     from wganx.evaluate import Evaluator
 
+    if args.rewrite_page:  # the page again from the runs' JSON: nothing trained or evaluated
+        saved = json.loads((out / f"{args.page}.json").read_text())
+        (out / f"{args.page}.md").write_text("\n".join(limited_page(args, backends, saved["rows"], saved["failures"],
+                                                                   saved["minutes"])))
+        print(f"wrote {out / (args.page + '.md')} from {args.page}.json")
+        return 0
     started = time.perf_counter()
     # The classifier first, here: the workers then read its cache.
     Evaluator(None, "mnist", args.data_dir, None, args.eval_samples, seed=args.seed, log=lambda m: print("  " + m)
@@ -543,6 +577,8 @@ def main(argv=None) -> int:
     p.add_argument("--augments", default="none,diffaug,ada", help="--augment values of the data-limited runs")
     p.add_argument("--limited-iters", type=int, default=400, help="generator iterations of each data-limited run")
     p.add_argument("--limited-maps", type=int, default=128, help="MLP width of the data-limited runs")
+    p.add_argument("--rewrite-page", action="store_true",
+                   help="with --limited: write the page again from its JSON, without training or evaluating")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.limited:
