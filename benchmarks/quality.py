@@ -383,7 +383,7 @@ def verdict(rows, shares, augments) -> str:
                         f"{len(common)} backends)")
         if said:
             parts.append(f"With {int(round(share * 60000)):,} training images: " + "; ".join(said) + ".")
-    return " ".join(parts)
+    return " ".join(parts) or "this page has no run without augmentation to compare with (`--augments none,...`)."
 
 
 def limited_page(args, backends, rows, failures, minutes) -> list:

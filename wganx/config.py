@@ -63,7 +63,8 @@ class TrainConfig:
         "help": "augment every image the critic sees: diffaug[:color,translation,cutout] (DiffAugment) or "
                 "ada[:TRANSFORMS] (ADA; wganx plugins lists them); none: off"})
     augment_p: float = field(default=0.0, metadata={
-        "help": "probability of each ADA transform at the start (fixed with --ada-kimg 0)"})
+        "help": "probability of each transform: ADA's at the start (fixed with --ada-kimg 0), a plugin's that "
+                "does not adapt it throughout"})
     ada_target: float = field(default=0.6, metadata={
         "help": "ADA: the overfitting signal r_t (share of real images the critic scores above the generated "
                 "ones' mean, as 2 share - 1) that p is adjusted towards"})
