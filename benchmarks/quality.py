@@ -451,14 +451,13 @@ def limited_main(args, backends, out: Path, work: Path) -> int:
     jobs = limited_jobs(args, backends, work)
     jobs.sort(key=estimated_cost, reverse=True)
     rows, failures = [], []
-    for job, row in run_jobs(jobs, args.jobs):
-        name = f"{job['images']} images / {job['backend']} / {job['augment']}"
-        if isinstance(row, BaseException):
-            failures.append(f"{name}: {type(row).__name__}: {row}")
-            print("  FAILED:", failures[-1], flush=True)
-            continue
+
+    def name(job):
+        return f"{job['images']} images / {job['backend']} / {job['augment']}"
+
+    for job, row in finished_jobs(jobs, args.jobs, name, failures):
         rows.append(row)
-        print(f"[{name}] FID {row['domain_fid']:.3g} in {row['seconds']:.0f} s", flush=True)
+        print(f"[{name(job)}] FID {row['domain_fid']:.3g} in {row['seconds']:.0f} s", flush=True)
     order = {(j["share"], j["backend"], j["augment"]): i for i, j in
              enumerate(sorted(jobs, key=lambda j: (j["share"], backends.index(j["backend"]),
                                                    args.augments.split(",").index(j["augment"]))))}
@@ -471,6 +470,17 @@ def limited_main(args, backends, out: Path, work: Path) -> int:
                                                       indent=2))
     print(f"wrote {out / (args.page + '.md')} ({minutes:.1f} min)")
     return 1 if failures else 0
+
+
+def finished_jobs(jobs, parallel, name, failures):
+    """:func:`run_jobs`, yielding the jobs that finished; each failure is printed and added to
+    ``failures`` as ``name(job): error``."""
+    for job, row in run_jobs(jobs, parallel):
+        if isinstance(row, BaseException):
+            failures.append(f"{name(job)}: {type(row).__name__}: {row}")
+            print("  FAILED:", failures[-1], flush=True)
+            continue
+        yield job, row
 
 
 def estimated_cost(job) -> float:
@@ -626,12 +636,8 @@ def main(argv=None) -> int:
     jobs.sort(key=estimated_cost, reverse=True)
     for job in jobs:
         print(f"[{job['dataset']} / {run_label(job)}] {job['iters']} iterations", flush=True)
-    for job, row in run_jobs(jobs, args.jobs):
+    for job, row in finished_jobs(jobs, args.jobs, lambda job: f"{job['dataset']} / {run_label(job)}", failures):
         name = f"{job['dataset']} / {run_label(job)}"
-        if isinstance(row, BaseException):
-            failures.append(f"{name}: {type(row).__name__}: {row}")
-            print("  FAILED:", failures[-1], flush=True)
-            continue
         (toy_rows[job["dataset"]] if job["dataset"] in TOY_SETS else mnist_rows).append(row)
         shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float) and k != "seconds"}
         print(f"[{name}] {json.dumps(shown)} in {row['seconds']:.0f} s", flush=True)

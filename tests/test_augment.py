@@ -3,24 +3,22 @@ its paper's code, differentiated twice in float64 through the penalty on every b
 ADA's adaptive ``p``, a resumed augmented run against an uninterrupted one, a third party's
 augmentation, and every bad input as a one-line error before heavy work. The cross-backend
 cases are in the parity matrix (``tests/test_parity.py``, ``augment ...``)."""
-import csv
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import wganx
-from wganx import checkpoint, cli, parity
+from wganx import cli, parity
 from wganx.augment import AdaptiveP, Augment, check_options, parse
 from wganx.build import initial_arrays, load_backend, make_program
-from wganx.config import TrainConfig
 from wganx.errors import WganxError
 from wganx.ops import check_pad
 from wganx.records import ArchConfig, AugmentSpec
-from wganx.training import Trainer, train
+from wganx.training import Trainer
 from wganx_plugins import augmentations as aug
 
-from conftest import available_backends, check_critic_gradient
+from conftest import available_backends, check_critic_gradient, read_losses, resume_against_whole, tiny_config
 
 BACKENDS = available_backends()
 DOUBLE_BACKENDS = [b for b in BACKENDS if "double" in wganx.registry().get("backend", b).capabilities]
@@ -246,43 +244,17 @@ def test_the_signal_is_the_share_above_the_generated_mean():
 
 
 # -- training: resume, logging, CLI -----------------------------------------------------------------
-def tiny(tmp_path, **overrides):
-    values = dict(dataset="digits", image_size=16, arch="dcgan", maps=2, latent=8, batch_size=8, max_iter=4,
-                  save_interval=2, log_interval=1, num_samples=16, progress=False, threads=1,
-                  monitor_path=str(tmp_path / "run"))
-    values.update(overrides)
-    return TrainConfig(**values)
-
-
-def _rows(folder):
-    with open(folder / "losses.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
 ADA = dict(augment="ada:blit,color,cutout", augment_p=0.2, ada_target=0.3, ada_kimg=0.4, ada_interval=1, n_critic=2)
 
 
 def test_an_augmented_run_resumed_equals_an_uninterrupted_one(backend_name, tmp_path):
     """ADA's p moves every iteration here (kimg 0.4: 0.04 per interval of 8 x 2 images); the
     resumed run continues with the checkpoint's p and draws, and equals the whole run."""
-    whole = train(tiny(tmp_path / "a", backend=backend_name, max_iter=4, save_interval=2, **ADA))
-    assert whole["status"] == "finished"
-    split = tiny(tmp_path / "b", backend=backend_name, max_iter=2, save_interval=2, **ADA)
-    train(split)
-    train(replace(split, max_iter=4, resume="latest"))
-    a, b = _rows(tmp_path / "a" / "run"), _rows(tmp_path / "b" / "run")
-    assert [r["iteration"] for r in b] == [str(i) for i in range(1, 5)]
+    (a, meta_a), (b, meta_b) = resume_against_whole(tmp_path, 4, backend=backend_name, **ADA)
     ps = [float(r["augment_p"]) for r in a]
     assert ps[0] == 0.2 and len(set(ps)) > 2 and all(abs(x - y) == pytest.approx(0.04) for x, y in zip(ps, ps[1:]))
-    for ra, rb in zip(a, b):
-        assert ra["augment_p"] == rb["augment_p"] and ra["augment_signal"] == rb["augment_signal"]
-        for key in ("critic_loss", "generator_loss", "penalty"):
-            assert float(rb[key]) == pytest.approx(float(ra[key]), rel=1e-5, abs=1e-6), (ra, rb)
-    sa, meta_a = checkpoint.load(tmp_path / "a" / "run" / "params_000004.safetensors")
-    sb, meta_b = checkpoint.load(tmp_path / "b" / "run" / "params_000004.safetensors")
+    assert [(r["augment_p"], r["augment_signal"]) for r in a] == [(r["augment_p"], r["augment_signal"]) for r in b]
     assert meta_a["ada"] == meta_b["ada"] and meta_a["ada"]["p"] != 0.2
-    for key in sa:
-        np.testing.assert_allclose(sb[key], sa[key], rtol=1e-5, atol=1e-7, err_msg=key)
 
 
 def test_the_cli_trains_with_diffaugment_and_logs_p(tmp_path, capsys):
@@ -292,7 +264,7 @@ def test_the_cli_trains_with_diffaugment_and_logs_p(tmp_path, capsys):
                      "--no-progress", "--threads", "1", "--augment", "diffaug:color,translation,cutout",
                      "--monitor-path", str(run)])
     assert code == 0, capsys.readouterr().err[-3000:]
-    rows = _rows(run)
+    rows = read_losses(run)
     assert [float(r["augment_p"]) for r in rows] == [0.0, 0.0] and "augment_signal" in rows[0]
 
 
@@ -339,7 +311,7 @@ def test_a_third_party_augmentation_runs_and_agrees_on_every_backend():
 ])
 def test_bad_input_is_one_line_before_any_folder(settings, message, tmp_path):
     with pytest.raises(WganxError) as err:
-        Trainer(tiny(tmp_path, **settings))
+        Trainer(tiny_config(tmp_path, **settings))
     assert str(err.value) == message and "\n" not in str(err.value)
     assert not (tmp_path / "run").exists()
 
