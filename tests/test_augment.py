@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import wganx
-from wganx import cli, parity
+from wganx import cli, monitor, parity
 from wganx.augment import AdaptiveP, Augment, check_options, parse
 from wganx.build import initial_arrays, load_backend, make_program
 from wganx.errors import WganxError
@@ -266,6 +266,11 @@ def test_the_cli_trains_with_diffaugment_and_logs_p(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err[-3000:]
     rows = read_losses(run)
     assert [float(r["augment_p"]) for r in rows] == [0.0, 0.0] and "augment_signal" in rows[0]
+    assert len(monitor.loss_figure(monitor.read_loss_rows(run / "losses.csv")[0]).axes) == 3  # p has a panel
+    result = wganx.train(dataset="digits", image_size=16, arch="dcgan", maps=2, latent=8, batch_size=8, max_iter=1,
+                         threads=1, progress=False, augment="ada", augment_p=0.5, ada_kimg=0.0,
+                         monitor_path=str(tmp_path / "api"))
+    assert list(result.losses["augment_p"]) == [0.5]  # and the Python API returns p
 
 
 # -- a third party's augmentation ------------------------------------------------------------------

@@ -138,10 +138,12 @@ class LossLog:
 
 
 def loss_figure(rows: List[Dict[str, float]]):
-    """Negative critic loss (Wasserstein estimate) and generator loss, as the NNabla example plots."""
+    """Negative critic loss (Wasserstein estimate) and generator loss, as the NNabla example
+    plots; with ``--augment``, a third panel: the augmentation's ``p`` (ADA's, as it adapts)."""
     it = [r["iteration"] for r in rows]
-    fig = new_figure(figsize=(10, 3.6))
-    axes = fig.subplots(1, 2)
+    augmented = any("augment_p" in r for r in rows)
+    fig = new_figure(figsize=(15 if augmented else 10, 3.6))
+    axes = fig.subplots(1, 3 if augmented else 2)
     axes[0].plot(it, [r["negative_critic_loss"] for r in rows], lw=1, label="negative critic loss")
     if any("wasserstein_estimate" in r for r in rows):
         axes[0].plot(it, [r.get("wasserstein_estimate", np.nan) for r in rows], lw=1, alpha=0.7,
@@ -150,6 +152,10 @@ def loss_figure(rows: List[Dict[str, float]]):
     axes[0].legend(fontsize=8)
     axes[1].plot(it, [r["generator_loss"] for r in rows], lw=1, color="tab:orange")
     axes[1].set_title("Generator loss")
+    if augmented:
+        axes[2].plot(it, [r.get("augment_p", np.nan) for r in rows], lw=1, color="tab:green")
+        axes[2].set_ylim(-0.02, 1.02)
+        axes[2].set_title("Augmentation probability p")
     for ax in axes:
         ax.set_xlabel("generator iteration")
         ax.grid(alpha=0.3)
