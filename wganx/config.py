@@ -61,13 +61,13 @@ class TrainConfig:
     # -- differentiable augmentation (docs: Numerics, Augmentation) --
     augment: str = field(default="none", metadata={
         "help": "augment every image the critic sees: diffaug[:color,translation,cutout] (DiffAugment) or "
-                "ada[:TRANSFORMS] (ADA; wganx plugins lists them); none: off"})
+                "ada[:TRANSFORMS] (ADA; a wrong option lists the choices); none: off"})
     augment_p: float = field(default=0.0, metadata={
         "help": "probability of each transform: ADA's at the start (fixed with --ada-kimg 0), a plugin's that "
                 "does not adapt it throughout"})
     ada_target: float = field(default=0.6, metadata={
-        "help": "ADA: the overfitting signal r_t (share of real images the critic scores above the generated "
-                "ones' mean, as 2 share - 1) that p is adjusted towards"})
+        "help": "ADA: the target p is steered to of r_t, the mean sign of D(real) minus the generated images' "
+                "mean D (docs: Numerics, Augmentation)"})
     ada_kimg: float = field(default=100.0, metadata={
         "help": "ADA: thousands of real images over which p can go from 0 to 1 (0: p stays at --augment-p)"})
     ada_interval: int = field(default=4, metadata={"help": "ADA: generator iterations between adjustments of p"})
