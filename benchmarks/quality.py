@@ -12,6 +12,13 @@
   learning curves (domain FID and classes covered along the run). A "real train images" row
   gives the floor of each metric.
 
+* Data-limited MNIST (``--limited 0.01,0.1``, its own page ``augment.md``): the ``mlp``
+  trained on a share of the training set (a seeded random subset, prepared once with
+  ``wganx data prepare``) without and with each augmentation (``--augments``), on every
+  backend at the same budget; domain FID, precision/recall and classes covered against the
+  whole test set at the end, learning curves from the run's checkpoints, ADA's ``p`` along
+  the run.
+
 Runs that finished in ``--work`` with the same settings are evaluated again, not retrained.
 
 Run from the repository root::
@@ -19,6 +26,7 @@ Run from the repository root::
     python benchmarks/quality.py                        # every available backend
     python benchmarks/quality.py --backends torch --toy-iters 1000 --mnist-iters 1000
     python benchmarks/quality.py --toy-iters 8gaussians=8000,25gaussians=20000 --jobs 2
+    python benchmarks/quality.py --limited 0.01,0.1 --augments none,diffaug,ada --limited-iters 400
 
 Budgets are generator iterations, small enough for a 2-core CPU; the paper trains the toys
 for 100,000 iterations, so the numbers are a fixed-budget comparison, not converged values.
@@ -156,6 +164,8 @@ def run_job(job) -> dict:
     from wganx import monitor
     from wganx.evaluate import Evaluator
 
+    if job["dataset"] == "limited":
+        return run_limited_job(job)
     folder, out, seed, decay = Path(job["folder"]), Path(job["out"]), job["seed"], job["ema_decay"]
     label = run_label(job)
     if job["dataset"] in TOY_SETS:
@@ -232,6 +242,247 @@ def run_jobs(jobs, parallel):
         raise
     finally:
         pool.shutdown(wait=True)
+
+
+# -- data-limited MNIST, with and without augmentation ------------------------------------------
+LIMITED_CURVE_POINTS = 5  # checkpoints evaluated along each data-limited run
+LIMITED_CURVE_SAMPLES = 1000
+AUGMENT_TEXT = {
+    "none": "no augmentation",
+    "diffaug": "DiffAugment, color,translation,cutout (`--augment diffaug`)",
+    "ada": "ADA's xflip, rotate90, xint and colour transforms, p adapted towards r_t = 0.6 (`--augment ada`)",
+}
+
+
+def prepare_subset(data_dir, share: float, seed: int, work: Path) -> Path:
+    """A seeded random ``share`` of MNIST's training set as a prepared folder (``wganx data prepare``)."""
+    from wganx_plugins.datasets import load_split
+    from wganx_plugins.datasets.prepared import is_prepared, prepare
+
+    folder = work / f"mnist-train-{share:g}"
+    if is_prepared(folder):
+        return folder
+    train = load_split("mnist", data_dir, "train")
+    idx = np.sort(np.random.default_rng([seed, 29]).choice(len(train.x), int(round(share * len(train.x))),
+                                                           replace=False))
+    source = work / f"mnist-train-{share:g}.npz"
+    np.savez(source, x=np.asarray(train.x[idx]), labels=np.asarray(train.labels[idx]))
+    prepare(source, folder)
+    return folder
+
+
+def limited_config(job):
+    from wganx.config import from_user
+
+    iters = job["iters"]
+    config, _ = from_user(dict(
+        backend=job["backend"], dataset="prepared", data_dir=job["prepared"], download=False, arch="mlp",
+        maps=job["maps"], latent=64, image_size=28, batch_size=64, n_critic=5, max_iter=iters,
+        monitor_path=job["folder"], save_interval=max(1, iters // LIMITED_CURVE_POINTS), log_interval=max(1, iters // 40),
+        num_samples=100, progress=False, seed=job["seed"], threads=1, overwrite=True, augment=job["augment"]))
+    return config
+
+
+def run_limited_job(job) -> dict:
+    """Train on the subset, then evaluate every checkpoint (the curve) and the last one (the row)
+    with MNIST's domain classifier against the whole test set."""
+    from wganx import checkpoint, monitor
+    from wganx.evaluate import Evaluator
+    from wganx.generate import load_session, session_generator
+    from wganx.monitor import read_loss_rows
+
+    config, seed = limited_config(job), job["seed"]
+    ev = Evaluator(None, "mnist", job["data_dir"], None, job["eval_samples"], seed=seed,
+                   metric_options={"kid": {"num_subsets": 20}}, log=None)
+    values, seconds, generate = run_one(config, ev, job["eval_samples"], seed)
+    monitor.save_png(monitor.tile(generate(100)), Path(job["out"]) / f"{job['page']}_{job['file']}.png", scale=2)
+    curve = []
+    for path in checkpoint.checkpoints(Path(config.monitor_path)):
+        session, program, meta = load_session(path, config.backend)
+        point = ev.evaluate(session_generator(session, program, seed=seed + 1000)(LIMITED_CURVE_SAMPLES))
+        curve.append({"iteration": meta["iteration"], "domain_fid": point["domain_fid"],
+                      "domain_precision": point["domain_precision"], "domain_recall": point["domain_recall"]})
+    rows, _ = read_loss_rows(Path(config.monitor_path) / "losses.csv")
+    p = [(r["iteration"], r["augment_p"]) for r in rows if "augment_p" in r]
+    return {"backend": job["backend"], "share": job["share"], "augment": job["augment"], "file": job["file"],
+            "seconds": seconds, "images": job["images"], **values, "curve": curve, "p": p}
+
+
+def limited_jobs(args, backends, work: Path) -> list:
+    shares = [float(v) for v in args.limited.split(",")]
+    augments = args.augments.split(",")
+    common = {"out": args.out, "page": args.page, "seed": args.seed, "data_dir": args.data_dir,
+              "eval_samples": args.eval_samples,
+              "iters": args.limited_iters, "maps": args.limited_maps, "dataset": "limited", "settings": "recommended",
+              "ema_decay": None}
+    jobs = []
+    for share in shares:
+        prepared = prepare_subset(args.data_dir, share, args.seed, work)
+        images = int(round(share * 60000))
+        for b in backends:
+            for a in augments:
+                file = f"mnist{share:g}_{b}_{a.replace(':', '-').replace(',', '-')}"
+                # the budget in the folder's name: runs of other lengths never replace each other
+                folder = work / f"{file}_{args.limited_iters}it_{args.limited_maps}maps"
+                jobs.append(dict(common, share=share, images=images, backend=b, augment=a, prepared=str(prepared),
+                                 file=file, folder=str(folder)))
+    return jobs
+
+
+def plot_limited(rows, path):
+    """Domain FID along each run (a panel per share) and ADA's p along its runs."""
+    from wganx.monitor import new_figure
+
+    shares = sorted({r["share"] for r in rows})
+    fig = new_figure(figsize=(4 * (len(shares) + 1), 3.2))
+    axes = fig.subplots(1, len(shares) + 1)
+    styles = {"none": "-", "diffaug": "--", "ada": ":"}
+    colours = {}
+    by_augment = len({r["backend"] for r in rows}) == 1  # one backend: a colour per augmentation
+    for r in rows:
+        colour = colours.setdefault(r["augment"] if by_augment else r["backend"], f"C{len(colours)}")
+        ax = axes[shares.index(r["share"])]
+        ax.plot([c["iteration"] for c in r["curve"]], [c["domain_fid"] for c in r["curve"]], marker="o", ms=3,
+                ls=styles.get(r["augment"].split(":")[0], "-."), color=colour, label=f"{r['backend']}, {r['augment']}")
+        if r["augment"].startswith("ada") and r["p"]:
+            axes[-1].plot(*zip(*r["p"]), color=colour, ls=":" if r["share"] == shares[0] else "-",
+                          label=f"{r['backend']}, {r['images']:,} images")
+    for ax, share in zip(axes, shares):
+        ax.set_title(f"MNIST, {share:g} of the training set: domain FID", fontsize=9)
+        ax.set_yscale("log")
+        ax.set_xlabel("generator iteration", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=6)
+    axes[-1].set_title("ADA's p" if any(r["augment"].startswith("ada") for r in rows) else "(no ADA run)", fontsize=9)
+    axes[-1].set_xlabel("generator iteration", fontsize=8)
+    axes[-1].grid(alpha=0.3)
+    if axes[-1].get_legend_handles_labels()[0]:
+        axes[-1].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def verdict(rows, shares, augments) -> str:
+    """One sentence per share: each augmentation's mean domain FID against no augmentation's,
+    and on how many backends it was lower."""
+    parts = []
+    for share in shares:
+        base = {r["backend"]: r["domain_fid"] for r in rows if r["share"] == share and r["augment"] == "none"}
+        if not base:
+            continue
+        said = []
+        for a in (a for a in augments if a != "none"):
+            mine = {r["backend"]: r["domain_fid"] for r in rows if r["share"] == share and r["augment"] == a}
+            common = sorted(set(mine) & set(base))
+            if not common:
+                continue
+            better = sum(mine[b] < base[b] for b in common)
+            mean_a, mean_n = np.mean([mine[b] for b in common]), np.mean([base[b] for b in common])
+            said.append(f"{a} {'helps' if better == len(common) else 'hurts' if better == 0 else 'is mixed'} "
+                        f"(domain FID {fmt(float(mean_a))} against {fmt(float(mean_n))}, lower on {better} of "
+                        f"{len(common)} backends)")
+        if said:
+            parts.append(f"With {int(round(share * 60000)):,} training images: " + "; ".join(said) + ".")
+    return " ".join(parts) or "this page has no run without augmentation to compare with (`--augments none,...`)."
+
+
+def limited_page(args, backends, rows, failures, minutes) -> list:
+    """The lines of ``augment.md``."""
+    shares = sorted({r["share"] for r in rows})
+    trained = sum(r["seconds"] for r in rows)
+    lines = ["# Augmentation with little data", "",
+             f"Generated by `benchmarks/quality.py` on {platform.machine()} CPU (Python {platform.python_version()}); "
+             f"backends: {', '.join(backends)}; {len(rows)} runs of one thread each, {args.jobs} at a time, trained for "
+             f"{trained / 60:.1f} min in all; the benchmark took {minutes:.1f} min of wall time, evaluations "
+             "included, on a shared machine.", "",
+             "Reproduce from the repository root:", "", "```",
+             f"OMP_NUM_THREADS=1 python benchmarks/quality.py --backends {','.join(backends)} --limited {args.limited} "
+             f"--augments {args.augments} --limited-iters {args.limited_iters} --limited-maps {args.limited_maps} "
+             f"--eval-samples {args.eval_samples} --jobs {args.jobs} --seed {args.seed}"
+             + (f" --page {args.page}" if args.page != "augment" else ""),
+             "```", "",
+             f"The `mlp` architecture (3x{args.limited_maps} ReLU, latent 64, 28x28) with what `wganx train` "
+             "recommends for it (Adam lr 1e-3 decaying linearly to 0, moving average 0.99), batch 64, n_critic 5, "
+             f"lambda 10, **{args.limited_iters} generator iterations** on a seeded random share of MNIST's 60,000 "
+             "training images, the same for every row. Augmentations: "
+             + "; ".join(f"**{a}**: {AUGMENT_TEXT.get(a, f'`--augment {a}`')}" for a in args.augments.split(",")) + ". "
+             f"Metrics on {args.eval_samples} samples against as many images of the whole test set, in the feature "
+             "space of wganx's numpy MNIST classifier (domain FID is not comparable with Inception FIDs); "
+             "*final p* is ADA's probability at the end.", "",
+             "| training images | backend | augment | domain FID | precision | recall | classes covered | final p "
+             "| train time (s) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for share in shares:
+        for r in (r for r in rows if r["share"] == share):
+            p = f"{r['p'][-1][1]:.3f}" if r["augment"].startswith("ada") and r["p"] else ""
+            lines.append(f"| {r['images']:,} | {r['backend']} | {r['augment']} | {fmt(r['domain_fid'])} | "
+                         f"{fmt(r['domain_precision'])} | {fmt(r['domain_recall'])} | "
+                         f"{fmt(r['domain_classes_covered'], True)} / 10 | {p} | {r['seconds']:.0f} |")
+    lines += ["", "Mean over backends (domain FID, lower is better):", "",
+              "| training images | " + " | ".join(args.augments.split(",")) + " |",
+              "| --- | " + " | ".join("---" for _ in args.augments.split(",")) + " |"]
+    for share in shares:
+        cells = []
+        for a in args.augments.split(","):
+            vals = [r["domain_fid"] for r in rows if r["share"] == share and r["augment"] == a]
+            cells.append(fmt(float(np.mean(vals))) if vals else "n/a")
+        lines.append(f"| {int(round(share * 60000)):,} | " + " | ".join(cells) + " |")
+    lines += ["", "**Does augmentation help at this scale?** " + verdict(rows, shares, args.augments.split(","))]
+    lines += ["", f"Learning curves (domain FID of {LIMITED_CURVE_SAMPLES} samples at each of "
+                  f"{LIMITED_CURVE_POINTS} checkpoints; log scale) and ADA's p along its runs:", "",
+              f"![learning curves and p]({args.page}_curves.png)", ""]
+    lines += [f"![{r['file']}]({args.page}_{r['file']}.png)" for r in rows] + [""]
+    if failures:
+        lines += ["## Runs that failed", ""] + [f"- {f}" for f in failures] + [""]
+    return lines
+
+
+def limited_main(args, backends, out: Path, work: Path) -> int:
+    from wganx.evaluate import Evaluator
+
+    if args.rewrite_page:  # the page again from the runs' JSON: nothing trained or evaluated
+        saved = json.loads((out / f"{args.page}.json").read_text())
+        (out / f"{args.page}.md").write_text("\n".join(limited_page(args, backends, saved["rows"], saved["failures"],
+                                                                   saved["minutes"])))
+        print(f"wrote {out / (args.page + '.md')} from {args.page}.json")
+        return 0
+    started = time.perf_counter()
+    # The classifier first, here: the workers then read its cache.
+    Evaluator(None, "mnist", args.data_dir, None, args.eval_samples, seed=args.seed, log=lambda m: print("  " + m)
+              ).extractor()
+    jobs = limited_jobs(args, backends, work)
+    jobs.sort(key=estimated_cost, reverse=True)
+    rows, failures = [], []
+
+    def name(job):
+        return f"{job['images']} images / {job['backend']} / {job['augment']}"
+
+    for job, row in finished_jobs(jobs, args.jobs, name, failures):
+        rows.append(row)
+        print(f"[{name(job)}] FID {row['domain_fid']:.3g} in {row['seconds']:.0f} s", flush=True)
+    order = {(j["share"], j["backend"], j["augment"]): i for i, j in
+             enumerate(sorted(jobs, key=lambda j: (j["share"], backends.index(j["backend"]),
+                                                   args.augments.split(",").index(j["augment"]))))}
+    rows.sort(key=lambda r: order[(r["share"], r["backend"], r["augment"])])
+    if rows:
+        plot_limited(rows, out / f"{args.page}_curves.png")
+    minutes = (time.perf_counter() - started) / 60
+    (out / f"{args.page}.md").write_text("\n".join(limited_page(args, backends, rows, failures, minutes)))
+    (out / f"{args.page}.json").write_text(json.dumps({"rows": rows, "failures": failures, "minutes": minutes},
+                                                      indent=2))
+    print(f"wrote {out / (args.page + '.md')} ({minutes:.1f} min)")
+    return 1 if failures else 0
+
+
+def finished_jobs(jobs, parallel, name, failures):
+    """:func:`run_jobs`, yielding the jobs that finished; each failure is printed and added to
+    ``failures`` as ``name(job): error``."""
+    for job, row in run_jobs(jobs, parallel):
+        if isinstance(row, BaseException):
+            failures.append(f"{name(job)}: {type(row).__name__}: {row}")
+            print("  FAILED:", failures[-1], flush=True)
+            continue
+        yield job, row
 
 
 def estimated_cost(job) -> float:
@@ -332,8 +583,23 @@ def main(argv=None) -> int:
                         "train chooses for the dataset)")
     p.add_argument("--ema-decays", default="",
                    help="comma-separated --ema-decay values over each setting's own, a run each (default: none)")
+    p.add_argument("--limited", default="",
+                   help="shares of MNIST's training set, e.g. 0.01,0.1: the data-limited augmentation benchmark "
+                        "instead of the others (page augment.md)")
+    p.add_argument("--augments", default="none,diffaug,ada", help="--augment values of the data-limited runs")
+    p.add_argument("--limited-iters", type=int, default=400, help="generator iterations of each data-limited run")
+    p.add_argument("--limited-maps", type=int, default=128, help="MLP width of the data-limited runs")
+    p.add_argument("--rewrite-page", action="store_true",
+                   help="with --limited: write the page again from its JSON, without training or evaluating")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.limited:
+        backends = args.backends.split(",") if args.backends else available_backends()
+        out, page = Path(args.out), args.page if args.page != "quality" else "augment"
+        out.mkdir(parents=True, exist_ok=True)
+        work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="wganx-augment-"))
+        work.mkdir(parents=True, exist_ok=True)
+        return limited_main(argparse.Namespace(**{**vars(args), "page": page}), backends, out, work)
     decays = [float(d) for d in args.ema_decays.split(",")] if args.ema_decays else [None]
     settings = args.settings.split(",")
     for name in settings:
@@ -372,12 +638,8 @@ def main(argv=None) -> int:
     jobs.sort(key=estimated_cost, reverse=True)
     for job in jobs:
         print(f"[{job['dataset']} / {run_label(job)}] {job['iters']} iterations", flush=True)
-    for job, row in run_jobs(jobs, args.jobs):
+    for job, row in finished_jobs(jobs, args.jobs, lambda job: f"{job['dataset']} / {run_label(job)}", failures):
         name = f"{job['dataset']} / {run_label(job)}"
-        if isinstance(row, BaseException):
-            failures.append(f"{name}: {type(row).__name__}: {row}")
-            print("  FAILED:", failures[-1], flush=True)
-            continue
         (toy_rows[job["dataset"]] if job["dataset"] in TOY_SETS else mnist_rows).append(row)
         shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float) and k != "seconds"}
         print(f"[{name}] {json.dumps(shown)} in {row['seconds']:.0f} s", flush=True)

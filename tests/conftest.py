@@ -151,6 +151,55 @@ def run_cli(*args, cwd=None, env=None, timeout=600):
                           cwd=cwd, env=full_env, timeout=timeout)
 
 
+def tiny_config(tmp_path, **overrides):
+    """A :class:`wganx.config.TrainConfig` that trains in seconds (digits, a 16x16 dcgan of
+    width 2). One thread: the default counts idle CPUs, so on a busy machine two runs compared
+    for equality could take different counts, and sum in different orders."""
+    from wganx.config import TrainConfig
+
+    values = dict(dataset="digits", image_size=16, arch="dcgan", maps=2, latent=8, batch_size=8, max_iter=4,
+                  save_interval=2, log_interval=1, num_samples=16, progress=False, threads=1,
+                  monitor_path=str(tmp_path / "run"))
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def read_losses(folder):
+    """The rows of ``folder/losses.csv`` as dictionaries of strings."""
+    import csv
+
+    with open(folder / "losses.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def resume_against_whole(tmp_path, iterations: int, **settings):
+    """Train ``iterations`` in one run and in two halves (the second resumed from the first's
+    last checkpoint) with :func:`tiny_config` and ``settings``; asserts that the losses and
+    the final state agree, and returns ``(rows, meta)`` of the whole run and of the resumed
+    one (``losses.csv`` rows, the final checkpoint's metadata)."""
+    from dataclasses import replace
+
+    from wganx import checkpoint
+    from wganx.training import train
+
+    half = iterations // 2
+    whole = train(tiny_config(tmp_path / "a", max_iter=iterations, save_interval=half, **settings))
+    assert whole["status"] == "finished"
+    split = tiny_config(tmp_path / "b", max_iter=half, save_interval=half, **settings)
+    train(split)
+    train(replace(split, max_iter=iterations, resume="latest"))
+    a, b = read_losses(tmp_path / "a" / "run"), read_losses(tmp_path / "b" / "run")
+    assert [r["iteration"] for r in b] == [str(i) for i in range(1, iterations + 1)]
+    for ra, rb in zip(a, b):
+        for key in ("critic_loss", "generator_loss", "penalty"):
+            assert float(rb[key]) == pytest.approx(float(ra[key]), rel=1e-5, abs=1e-6), (ra, rb)
+    name = checkpoint.name_for(iterations)
+    (sa, meta_a), (sb, meta_b) = (checkpoint.load(tmp_path / r / "run" / name) for r in ("a", "b"))
+    for key in sa:
+        np.testing.assert_allclose(sb[key], sa[key], rtol=1e-5, atol=1e-7, err_msg=key)
+    return (a, meta_a), (b, meta_b)
+
+
 def check_critic_gradient(session, program, state, real, points, rel=1e-6, abs=1e-9, min_penalty=0.0):
     """``session.gradients("critic")`` (a float64 session) against central differences of the
     critic's loss at ``points``, ``(parameter name, flat index)`` pairs; the noise of the step

@@ -18,6 +18,7 @@ RECORD = {
     "wganx_upsamplers": records.UpsamplerSpec,
     "wganx_regularizers": records.RegularizerSpec,
     "wganx_losses": records.LossSpec,
+    "wganx_augmentations": records.AugmentSpec,
     "wganx_datasets": records.DatasetSpec,
     "wganx_metrics": records.MetricSpec,
     "wganx_features": records.FeatureSpec,

@@ -1,4 +1,4 @@
-"""The tensor ops beyond the standard layers (transpose, slice, pad, depth_to_space, matmul,
+"""The tensor ops beyond the standard layers (transpose, slice, flip, pad, depth_to_space, matmul,
 softmax) on every backend: against a numpy reference of the contract, against each other
 (the parity matrix's ``ops contract`` case), and differentiated twice in float64 against
 finite differences, as a gradient penalty differentiates them."""
@@ -64,6 +64,9 @@ class NumpyOps:
 
     def reshape(self, x, shape):
         return x.reshape(shape)
+
+    def flip(self, x, axis):
+        return np.flip(x, axis)
 
     def shape(self, x):
         return x.shape

@@ -24,13 +24,16 @@ alternation around them is here and only here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 
 from .errors import Range, WganxError, check_choice
 from .optim import OptimizerConfig
 from .records import Architecture, LossSpec, RegularizerSpec
+
+if TYPE_CHECKING:
+    from .augment import Augment
 
 NETWORKS = ("generator", "critic")
 #: the values the program's numeric settings may take; :class:`wganx.config.TrainConfig`
@@ -55,6 +58,8 @@ class Program:
     ema_start: int = 0
     lr_decay: str = "constant"
     decay_iters: int = 0
+    #: the differentiable augmentation of every image the critic sees (:mod:`wganx.augment`), or None
+    augment: Optional["Augment"] = None
 
     def __post_init__(self):
         """The program's own settings are checked here, once, however it is made
@@ -84,6 +89,9 @@ class Program:
             shapes["real"] = (n,) + tuple(self.arch.sample_shape)
         if self.num_classes:
             shapes["labels"] = (n,)
+        if self.augment is not None:  # the shapes of what it draws, from a throwaway generator
+            params = self.augment.sample(np.random.default_rng(0), n, tuple(self.arch.sample_shape))
+            shapes.update({k: v.shape for k, v in params.items()})
         return shapes
 
 
@@ -97,12 +105,14 @@ def critic_steps(schedule: str, n_critic: int, iteration: int) -> int:
     return n_critic
 
 
-def step_inputs(program: Program, step: str, rng: np.random.Generator, real=None, labels=None) -> Dict:
+def step_inputs(program: Program, step: str, rng: np.random.Generator, real=None, labels=None,
+                augment_p: Optional[float] = None) -> Dict:
     """The numpy inputs of one step, every random number drawn from the core's ``rng``.
 
     Order of draws: latent ``z``, then (critic) the regularizer's noise (``eps`` for the
     gradient penalty: one uniform weight per sample), then (generator, conditional) random
-    labels.
+    labels, then the augmentation's parameters (``aug_...``), drawn with probability
+    ``augment_p`` (ADA's current ``p``; default the program's).
     """
     n = program.batch_size
     inputs = {"z": rng.standard_normal((n, program.latent)).astype(np.float32)}
@@ -113,19 +123,23 @@ def step_inputs(program: Program, step: str, rng: np.random.Generator, real=None
             inputs["labels"] = labels.astype(np.int64)
     elif program.num_classes:
         inputs["labels"] = rng.integers(0, program.num_classes, n).astype(np.int64)
+    if program.augment is not None:
+        inputs.update(program.augment.sample(rng, n, tuple(program.arch.sample_shape), augment_p))
     return inputs
 
 
 def generator_iteration(session, program: Program, rng: np.random.Generator,
-                        next_batch: Callable[[], Tuple[np.ndarray, np.ndarray]], n_critic: int) -> tuple:
+                        next_batch: Callable[[], Tuple[np.ndarray, np.ndarray]], n_critic: int,
+                        augment_p: Optional[float] = None) -> tuple:
     """One pass of the outer loop: ``n_critic`` critic steps on batches from ``next_batch()``
-    (``(real, labels)``), then one generator step. Returns both steps' values, still on the
-    device (:meth:`wganx.session.Session.fetch` them when logging)."""
+    (``(real, labels)``), then one generator step, augmented with probability ``augment_p``
+    where the program augments. Returns both steps' values, still on the device
+    (:meth:`wganx.session.Session.fetch` them when logging)."""
     critic = {}
     for _ in range(n_critic):
         real, labels = next_batch()
-        critic = session.critic_step(step_inputs(program, "critic", rng, real, labels))
-    return critic, session.generator_step(step_inputs(program, "generator", rng))
+        critic = session.critic_step(step_inputs(program, "critic", rng, real, labels, augment_p))
+    return critic, session.generator_step(step_inputs(program, "generator", rng, augment_p=augment_p))
 
 
 def learning_rate(program: Program, net: str, generator_steps, maximum=max):
@@ -163,7 +177,12 @@ def critic_objective(ops, program: Program, pg: Mapping, pc: Mapping, inputs: Ma
     Returns:
         ``{"loss", "penalty", "wasserstein"}``; ``wasserstein`` is
         ``mean D(real) - mean D(fake)``, the estimate the NNabla example plots as the
-        negative critic loss.
+        negative critic loss. With an adaptive augmentation (ADA) also ``augment_signal``,
+        the overfitting measure :class:`wganx.augment.AdaptiveP` adjusts ``p`` from.
+
+    With an augmentation, the critic is ``D(T(x))`` wherever it is evaluated: on real and
+    generated images and on the penalty's points (interpolates), sample ``i`` of each with the
+    step's ``i``-th parameters, the penalty differentiating through ``T``.
     """
     G, D = program.arch.generator, program.arch.critic
     labels = _labels(inputs)
@@ -171,11 +190,13 @@ def critic_objective(ops, program: Program, pg: Mapping, pc: Mapping, inputs: Ma
         fake = ops.stop_gradient(G.forward(ops, pg, inputs["z"], training=True, labels=labels))
 
     def critic(x):
-        return D.forward(ops, pc, x, training=True, labels=labels)
+        return D.forward(ops, pc, augmented(ops, program, x, inputs), training=True, labels=labels)
 
     d_real, d_fake = critic(inputs["real"]), critic(fake)
     loss = program.loss.critic(ops, d_real, d_fake)
     out = {"wasserstein": ops.mean(d_real) - ops.mean(d_fake)}
+    if program.augment is not None and program.augment.spec.adaptive:
+        out["augment_signal"] = overfitting_signal(ops, d_real, d_fake)
     regularizer = program.regularizer
     if regularizer.penalty is not None:
         penalty = regularizer.penalty(ops, critic, inputs["real"], fake, inputs)
@@ -189,8 +210,22 @@ def generator_objective(ops, program: Program, pg: Mapping, pc: Mapping, inputs:
     """The generator's loss on one batch of latent codes: ``{"loss"}``."""
     G, D = program.arch.generator, program.arch.critic
     labels = _labels(inputs)
-    fake = G.forward(ops, pg, inputs["z"], training=True, labels=labels)
+    fake = augmented(ops, program, G.forward(ops, pg, inputs["z"], training=True, labels=labels), inputs)
     return {"loss": program.loss.generator(ops, D.forward(ops, pc, fake, training=True, labels=labels))}
+
+
+def augmented(ops, program: Program, x, inputs: Mapping):
+    """``x`` through the program's augmentation with the step's parameters (or ``x``)."""
+    return x if program.augment is None else program.augment.apply(ops, x, inputs)
+
+
+SIGN_FLOOR = 1e-6  # |d| below it counts as a tie (a float16 graph holds it)
+
+
+def overfitting_signal(ops, d_real, d_fake):
+    """``mean_i sign(D(real_i) - mean_j D(fake_j))``, without a gradient (:class:`wganx.augment.AdaptiveP`)."""
+    d = ops.stop_gradient(d_real - ops.mean(d_fake))
+    return ops.mean(d / ops.maximum(ops.abs(d), SIGN_FLOOR))
 
 
 OBJECTIVES = {"critic": critic_objective, "generator": generator_objective}

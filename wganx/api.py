@@ -39,7 +39,8 @@ class TrainResult:
 
     ``losses`` holds the columns of ``losses.csv`` (``iteration``, ``critic_loss``,
     ``generator_loss``, ``penalty``, ``negative_critic_loss``, ``wasserstein_estimate``,
-    ``elapsed_s``), one entry per logged iteration, the parts before a resume included.
+    ``elapsed_s``, and with ``augment`` ``augment_p`` and ``augment_signal``), one entry per
+    logged iteration, the parts before a resume included.
     ``writer`` is False in the processes of a data-parallel job that write nothing (all but
     the first); their ``losses`` are empty.
     """
@@ -174,11 +175,12 @@ def train_with(config_file: Optional[PathLike], settings: Dict[str, Any]) -> Tra
 
 def _result(config: TrainConfig, outcome: dict) -> TrainResult:
     from .monitor import LOSS_COLUMNS, read_loss_rows
+    from .training import AUGMENT_COLUMNS
 
     folder = Path(config.monitor_path)
     rows = read_loss_rows(folder / "losses.csv")[0] if outcome["writer"] and (folder / "losses.csv").is_file() else []
-    losses = {k: np.array([r[k] for r in rows], np.int64 if k == "iteration" else np.float64)
-              for k in LOSS_COLUMNS} if rows else {}
+    columns = [k for k in rows[0] if k in LOSS_COLUMNS or k in AUGMENT_COLUMNS] if rows else []
+    losses = {k: np.array([r[k] for r in rows], np.int64 if k == "iteration" else np.float64) for k in columns}
     checkpoint = None if outcome["checkpoint"] in (None, "None") else Path(outcome["checkpoint"])
     return TrainResult(outcome["status"], outcome["iteration"], folder, checkpoint, losses, config,
                        outcome["writer"])

@@ -56,7 +56,7 @@ def make_program(*, arch: str, regularizer: str = "gp", loss: str = "wasserstein
                  generator_optimizer: OptimizerConfig = OptimizerConfig(),
                  batch_size: int = 64, allow_critic_batch_norm: bool = False,
                  ema_decay: float = 0.0, ema_start: int = 0, lr_decay: str = "constant", decay_iters: int = 0,
-                 reg: Optional[Registry] = None) -> Program:
+                 augment: str = "none", augment_p: float = 0.0, reg: Optional[Registry] = None) -> Program:
     """Resolve plugin names and build the :class:`Program` a backend compiles, from the
     program's own settings (:func:`program_from_config` makes them from a run's)."""
     reg = reg or default_registry()
@@ -66,6 +66,7 @@ def make_program(*, arch: str, regularizer: str = "gp", loss: str = "wasserstein
                          f"not {arch_config.data_kind}")
     arch_spec.check_critic_norm(arch_config.critic_norm)
     reg_spec = reg.get("regularizer", regularizer)
+    augmentation = parse_augment(augment, arch_config.data_kind, reg, augment_p)
     architecture = arch_spec.build(arch_config)
     if reg_spec.needs_input_grad and architecture.critic.has_batch_norm and not allow_critic_batch_norm:
         raise WganxError(
@@ -76,7 +77,20 @@ def make_program(*, arch: str, regularizer: str = "gp", loss: str = "wasserstein
         penalty_weight=reg_spec.weight if penalty_weight is None else float(penalty_weight),
         critic_optimizer=critic_optimizer, generator_optimizer=generator_optimizer,
         batch_size=batch_size, latent=arch_config.latent, num_classes=arch_config.num_classes,
-        ema_decay=float(ema_decay), ema_start=int(ema_start), lr_decay=lr_decay, decay_iters=int(decay_iters))
+        ema_decay=float(ema_decay), ema_start=int(ema_start), lr_decay=lr_decay, decay_iters=int(decay_iters),
+        augment=augmentation)
+
+
+def parse_augment(augment: str, data_kind: str, reg: Registry, augment_p: float = 0.0):
+    """``--augment``'s value as a :class:`wganx.augment.Augment` (None for ``none``), checked
+    against the data's kind: unknown names, options and non-image data are one-line errors."""
+    from .augment import check_p, parse
+
+    augmentation = parse(augment, reg, check_p(float(augment_p)))
+    if augmentation is not None and data_kind != "image":
+        raise WganxError(f"--augment {augment}: augmentations transform images, and this data is {data_kind}; "
+                         "use --augment none")
+    return augmentation
 
 
 def initial_arrays(program: Program, rng: np.random.Generator) -> Dict[str, np.ndarray]:
@@ -145,4 +159,5 @@ def program_from_config(config: TrainConfig, sample_shape: tuple, data_kind: str
                         critic_optimizer=optimizer(config.lrd), generator_optimizer=optimizer(config.lrg),
                         batch_size=config.batch_size, allow_critic_batch_norm=config.allow_critic_batch_norm,
                         ema_decay=config.ema_decay, ema_start=config.ema_start, lr_decay=config.lr_decay,
-                        decay_iters=config.lr_decay_iters or config.max_iter, reg=reg)
+                        decay_iters=config.lr_decay_iters or config.max_iter, augment=config.augment,
+                        augment_p=config.augment_p, reg=reg)

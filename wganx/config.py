@@ -16,6 +16,7 @@ from typing import Optional
 import numpy as np
 
 from .algorithm import BATCH_SIZE, EMA_DECAY, EMA_START, LEARNING_RATE, LR_DECAYS
+from .augment import ADA_TARGET, PROBABILITY
 from .distributed import engine_names
 from .errors import Range, WganxError, check_choice
 from .optim import OPTIMIZERS
@@ -61,6 +62,19 @@ class TrainConfig:
         "help": "penalty weight", "shown_default": "the regularizer's, 10 for gp", "flags": ("--lambda",)})
     allow_critic_batch_norm: bool = field(default=False, metadata={
         "help": "permit a batch-norm critic with an input-gradient penalty (not recommended)"})
+    # -- differentiable augmentation (docs: Numerics, Augmentation) --
+    augment: str = field(default="none", metadata={
+        "help": "augment every image the critic sees: diffaug[:color,translation,cutout] (DiffAugment) or "
+                "ada[:TRANSFORMS] (ADA; a wrong option lists the choices); none: off"})
+    augment_p: float = field(default=0.0, metadata={"range": PROBABILITY, 
+        "help": "probability of each transform: ADA's at the start (fixed with --ada-kimg 0), a plugin's that "
+                "does not adapt it throughout"})
+    ada_target: float = field(default=0.6, metadata={"range": ADA_TARGET, 
+        "help": "ADA: the target p is steered to of r_t, the mean sign of D(real) minus the generated images' "
+                "mean D (docs: Numerics, Augmentation)"})
+    ada_kimg: float = field(default=100.0, metadata={"range": NOT_NEGATIVE, 
+        "help": "ADA: thousands of real images over which p can go from 0 to 1 (0: p stays at --augment-p)"})
+    ada_interval: int = field(default=4, metadata={"range": AT_LEAST_1, "help": "ADA: generator iterations between adjustments of p"})
     # -- optimisation --
     batch_size: int = field(default=64, metadata={"range": BATCH_SIZE, "help": "batch size (data-parallel: the global batch, "
                                                           "split over the replicas)", "flags": ("-b",)})
@@ -202,6 +216,7 @@ SECTIONS = {
     "Device": ("backend", "context", "device_id", "type_config", "threads", "distribute", "sync_batch_norm"),
     "Model": ("arch", "up", "maps", "latent", "image_size", "critic_norm", "conditional"),
     "Objective": ("loss", "regularizer", "lambda_", "allow_critic_batch_norm"),
+    "Augmentation": ("augment", "augment_p", "ada_target", "ada_kimg", "ada_interval"),
     "Optimisation": ("batch_size", "max_iter", "n_critic", "critic_schedule", "optimizer", "lrg", "lrd", "lr_decay",
                      "lr_decay_iters", "beta1", "beta2", "ema_decay", "ema_start", "recipe"),
     "Data": ("dataset", "data_dir", "download", "seed"),

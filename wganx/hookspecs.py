@@ -94,6 +94,21 @@ def wganx_losses():
 
 
 @hookspec
+def wganx_augmentations():
+    """Return a list of :class:`wganx.records.AugmentSpec`: differentiable augmentations of
+    what the critic sees (``--augment NAME[:OPTIONS]``).
+
+    Example::
+
+        >>> import numpy as np, wganx
+        >>> diffaug = wganx.registry().get("augmentation", "diffaug")
+        >>> params = diffaug.sample(np.random.default_rng(0), 4, (3, 8, 8), ("cutout",), 0.0)
+        >>> sorted(params), params["aug_cutout"].shape
+        (['aug_cutout'], (4, 1, 8, 8))
+    """
+
+
+@hookspec
 def wganx_datasets():
     """Return a list of :class:`wganx.records.DatasetSpec`.
 

@@ -104,8 +104,10 @@ def save_gif(frames: List[Path], path: Path, ms_per_frame: int = 200) -> None:
 class LossLog:
     """``losses.csv`` (appended row by row, survives a crash) and ``losses.png``."""
 
-    def __init__(self, folder: Path, resume_from: Optional[int] = None):
+    def __init__(self, folder: Path, resume_from: Optional[int] = None, extra: tuple = ()):
         self.path = Path(folder) / "losses.csv"
+        #: the columns: :data:`LOSS_COLUMNS`, then ``extra`` (an augmented run's ``augment_p``, ...)
+        self.columns = tuple(LOSS_COLUMNS) + tuple(extra)
         self.rows: List[Dict[str, float]] = []
         if resume_from is not None and self.path.exists():
             self.rows, damaged = read_loss_rows(self.path)
@@ -118,7 +120,7 @@ class LossLog:
     def _rewrite(self):
         def write(tmp):
             with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, LOSS_COLUMNS, extrasaction="ignore")
+                writer = csv.DictWriter(f, self.columns, extrasaction="ignore")
                 writer.writeheader()
                 writer.writerows(self.rows)
         atomic_write(self.path, write)
@@ -126,7 +128,7 @@ class LossLog:
     def add(self, row: Dict[str, float]) -> None:
         self.rows.append(row)
         with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, LOSS_COLUMNS, extrasaction="ignore").writerow(row)
+            csv.DictWriter(f, self.columns, extrasaction="ignore").writerow(row)
 
     def plot(self, path: Optional[Path] = None) -> Optional[Path]:
         """``losses.png`` (:func:`loss_figure`)."""
@@ -136,10 +138,12 @@ class LossLog:
 
 
 def loss_figure(rows: List[Dict[str, float]]):
-    """Negative critic loss (Wasserstein estimate) and generator loss, as the NNabla example plots."""
+    """Negative critic loss (Wasserstein estimate) and generator loss, as the NNabla example
+    plots; with ``--augment``, a third panel: the augmentation's ``p`` (ADA's, as it adapts)."""
     it = [r["iteration"] for r in rows]
-    fig = new_figure(figsize=(10, 3.6))
-    axes = fig.subplots(1, 2)
+    augmented = any("augment_p" in r for r in rows)
+    fig = new_figure(figsize=(15 if augmented else 10, 3.6))
+    axes = fig.subplots(1, 3 if augmented else 2)
     axes[0].plot(it, [r["negative_critic_loss"] for r in rows], lw=1, label="negative critic loss")
     if any("wasserstein_estimate" in r for r in rows):
         axes[0].plot(it, [r.get("wasserstein_estimate", np.nan) for r in rows], lw=1, alpha=0.7,
@@ -148,6 +152,10 @@ def loss_figure(rows: List[Dict[str, float]]):
     axes[0].legend(fontsize=8)
     axes[1].plot(it, [r["generator_loss"] for r in rows], lw=1, color="tab:orange")
     axes[1].set_title("Generator loss")
+    if augmented:
+        axes[2].plot(it, [r.get("augment_p", np.nan) for r in rows], lw=1, color="tab:green")
+        axes[2].set_ylim(-0.02, 1.02)
+        axes[2].set_title("Augmentation probability p")
     for ax in axes:
         ax.set_xlabel("generator iteration")
         ax.grid(alpha=0.3)

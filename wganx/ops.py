@@ -193,6 +193,15 @@ class Ops(abc.ABC):
     def slice(self, x, axis: int, start: int, stop: int):
         """``x[..., start:stop, ...]`` along one NCHW ``axis``; ``0 <= start < stop <= size``."""
 
+    def flip(self, x, axis: int):
+        """``x`` reversed along one NCHW ``axis`` (``numpy.flip``); a permutation, so its
+        gradient is the flip of the incoming one, to any order. This default concatenates
+        single slices in reverse order; a backend overrides it with its framework's own where
+        that has a double backward (``torch.flip``, ``tf.reverse``; NNabla's ``F.flip`` has
+        none, so NNabla keeps this default)."""
+        size = self.shape(x)[axis]
+        return self.concat([self.slice(x, axis, i, i + 1) for i in reversed(range(size))], axis)
+
     @abc.abstractmethod
     def pad(self, x, widths, mode: str = "constant"):
         """Pad the last ``len(widths)`` NCHW axes by ``(before, after)`` pairs.

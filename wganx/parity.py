@@ -36,7 +36,10 @@ compares, in float32:
 
 Every regularizer and every loss runs on an image architecture (the CLI's default, the NNabla
 example's model) and on an architecture of 2-D points (``mlp``); the cases come from the
-records the plugins register, so the core names no plugin.
+records the plugins register, so the core names no plugin. Every augmentation runs on the
+image architecture with every option it offers (an adaptive one at ``p = 0.5``, so that some
+transforms of a batch are on and some off), through the critic's loss, its penalty and the
+generator's loss.
 
 And against mathematics, on every backend alone: a linear critic ``D(x) = w.x + b`` has
 input gradient ``w`` everywhere, so each regularizer that states its ``linear_critic`` value
@@ -71,6 +74,7 @@ TRAJECTORY = ("critic", "critic", "critic", "generator", "critic", "critic", "ge
 TRAJECTORY_ADAM_EPS = 1e-4
 LR_DECAY_ITERS = 4  # the trajectory's two generator iterations run at 1 and 3/4 of the rate
 BATCH = 4
+AUGMENT_P = 0.5  # an adaptive augmentation's probability in the matrix: some transforms on, some off
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class Case:
     critic_norm: str = "none"
     ema_decay: float = 0.0  # the generator's moving average, from its first average (ema_start 1)
     lr_decay: str = "constant"  # "linear": to 0 over LR_DECAY_ITERS, so the trajectory sees it move
+    augment: str = "none"  # --augment's value; an adaptive one runs at AUGMENT_P, so its gates vary
 
     @property
     def label(self) -> str:
@@ -100,6 +105,8 @@ class Case:
             parts.append(f"ema {self.ema_decay}")
         if self.lr_decay != "constant":
             parts.append(f"{self.lr_decay} lr decay")
+        if self.augment != "none":
+            parts.append(f"augment {self.augment}")
         return "/".join(parts)
 
     def arch_config(self, registry: Registry) -> ArchConfig:
@@ -191,6 +198,9 @@ def default_cases(registry: Registry) -> List[Case]:
         cases.append(Case(base, loss=loss, up=up_for(base), regularizer="none"))
         if points:
             cases.append(Case(points, loss=loss, regularizer="none", data_kind="points"))
+    for name in registry.names("augmentation"):  # every transform it offers, on images
+        spec = registry.get("augmentation", name)
+        cases.append(Case(base, up=up_for(base), augment=name + (":" + ",".join(spec.options) if spec.options else "")))
     cases.append(Case(base, up=up_for(base), num_classes=3))
     cases.append(Case(base, up=up_for(base), ema_decay=0.9))
     cases.append(Case(points, regularizer=default_of("regularizer"), data_kind="points", lr_decay="linear")
@@ -258,7 +268,8 @@ def program_for(case: Case, registry: Registry):
     return make_program(arch=case.arch, regularizer=case.regularizer, loss=case.loss,
                         arch_config=case.arch_config(registry), batch_size=BATCH, critic_optimizer=adam,
                         generator_optimizer=adam, ema_decay=case.ema_decay, ema_start=1 if case.ema_decay else 0,
-                        lr_decay=case.lr_decay, decay_iters=LR_DECAY_ITERS, reg=registry)
+                        lr_decay=case.lr_decay, decay_iters=LR_DECAY_ITERS, augment=case.augment,
+                        augment_p=AUGMENT_P, reg=registry)
 
 
 def _data(program, rng):
@@ -350,7 +361,7 @@ def ops_architecture() -> Architecture:
     Generator: affine, ``depth_to_space`` (sub-pixel convolution), reflect ``pad``, conv.
     Critic: reflect ``pad``, conv, ``depth_to_space``, zero ``pad``, strided conv, a
     self-attention block (``reshape``, ``transpose``, ``matmul``, ``softmax``; Zhang et al.
-    2019), a channel ``slice`` and a 4-D ``transpose``, affine.
+    2019), a channel ``slice``, a 4-D ``transpose`` and a ``flip``, affine.
     """
     c, h, w = OPS_SAMPLE
 
@@ -369,7 +380,7 @@ def ops_architecture() -> Architecture:
         y = ops.leaky_relu(ops.conv2d(ops.pad(x, ((1, 1), (1, 2)), "reflect"), p["c1/W"], p["c1/b"]), 0.2)
         y = ops.pad(ops.depth_to_space(y, 2), ((0, 1), (1, 1)))
         y = attention(ops, ops.leaky_relu(ops.conv2d(y, p["c2/W"], p["c2/b"], stride=2), 0.2))
-        y = ops.transpose(ops.slice(y, 1, 1, 3), (0, 1, 3, 2))
+        y = ops.flip(ops.transpose(ops.slice(y, 1, 1, 3), (0, 1, 3, 2)), 2)
         return ops.affine(y, p["out/W"], p["out/b"])
 
     from .params import affine, conv

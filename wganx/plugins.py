@@ -31,6 +31,7 @@ KINDS = {
     "upsampler": "wganx_upsamplers",
     "regularizer": "wganx_regularizers",
     "loss": "wganx_losses",
+    "augmentation": "wganx_augmentations",
     "dataset": "wganx_datasets",
     "metric": "wganx_metrics",
     "feature": "wganx_features",

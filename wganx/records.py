@@ -189,6 +189,47 @@ class LossSpec:
 
 
 @dataclass(frozen=True)
+class AugmentSpec:
+    """Record returned by ``wganx_augmentations``: a differentiable augmentation of the images
+    the critic sees (DiffAugment, ADA).
+
+    The same augmentation, drawn afresh for every step, is applied to every image the critic
+    evaluates in that step: real, generated and the penalty's points (interpolates), sample
+    ``i`` of each with the ``i``-th parameters (``docs/numerics.rst``, "Augmentation").
+
+    Attributes:
+        name: what ``--augment`` takes, before an optional ``:OPTIONS``.
+        sample: ``sample(rng, batch_size, sample_shape, options, p) -> dict`` of numpy float32
+            arrays, each ``(batch_size, ...)``: every random parameter of one step (offsets,
+            flip bits, colour factors, cutout masks, per-transform gates), drawn from the
+            core's generator ``rng``. ``p`` is the probability of each transform (ADA's; a
+            spec that is not :attr:`adaptive` may ignore it). Keys start with ``aug_`` so they
+            never meet the regularizer's noise. The count of draws must not depend on ``p``.
+        apply: ``apply(ops, x, params, options) -> x'``: the augmentation of ``(N, C, H, W)``
+            images written against the neutral ops, ``params`` the backend tensors of what
+            ``sample`` drew. It must be differentiable to second order (a penalty
+            differentiates through it twice) and must not draw random numbers.
+        options: the option words ``--augment NAME:A,B`` may name (DiffAugment's policies);
+            empty when the spec takes none.
+        default_options: the options used when none are named.
+        aliases: ``{word: (option, ...)}``, words that stand for several options.
+        adaptive: True when ``p`` follows the critic's overfitting (ADA): the core then asks
+            the critic objective for ``augment_signal`` and adjusts ``p`` towards
+            ``--ada-target`` (:class:`wganx.augment.AdaptiveP`).
+        description: one line.
+    """
+
+    name: str
+    sample: Callable[..., dict]
+    apply: Callable[..., Any]
+    options: tuple = ()
+    default_options: tuple = ()
+    aliases: Mapping[str, tuple] = field(default_factory=dict)
+    adaptive: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """Record returned by ``wganx_datasets``.
 

@@ -113,8 +113,8 @@ def _selected(config) -> List[str]:
 def cases_for(distribution: str, registry=None) -> list:
     """Cases of :func:`wganx.parity.default_cases` that use a plugin of ``distribution``.
 
-    A case is included when its architecture, upsampler, regularizer or loss is registered
-    by that distribution (as ``wganx plugins`` names it, e.g. ``"wganx-example-plugin"``).
+    A case is included when its architecture, upsampler, regularizer, loss or augmentation is
+    registered by that distribution (as ``wganx plugins`` names it, e.g. ``"wganx-example-plugin"``).
     Raises when the distribution registers none of these, which usually means it is not
     installed.
     """
@@ -128,8 +128,10 @@ def cases_for(distribution: str, registry=None) -> list:
                           f"pip install it (e.g. pip install -e .) and retry")
 
     def uses(case) -> bool:
+        augmentation = case.augment.split(":")[0]
         return any(pair in owned for pair in (("architecture", case.arch), ("upsampler", case.up),
-                                              ("regularizer", case.regularizer), ("loss", case.loss)))
+                                              ("regularizer", case.regularizer), ("loss", case.loss),
+                                              ("augmentation", augmentation)))
 
     return [c for c in default_cases(reg) if uses(c)]
 

@@ -20,7 +20,8 @@ import numpy as np
 
 from . import __version__, checkpoint, monitor
 from .algorithm import EMA_PREFIX, critic_steps, generator_iteration, state_shapes
-from .build import initial_arrays, load_backend, load_dataset, program_from_config, with_ema
+from .augment import AdaptiveP
+from .build import initial_arrays, load_backend, load_dataset, parse_augment, program_from_config, with_ema
 from .config import TrainConfig, flag_name
 from .data import Prefetcher
 from .distributed import ReplicaLost, check_launch, local_batch, process_index
@@ -34,11 +35,12 @@ FIXED_Z_STREAM = 1  # seeds of the independent generators derived from --seed
 PARAM_STREAM = 2
 SAMPLE_STREAM = 3
 EVAL_STREAM = 4
+AUGMENT_COLUMNS = ("augment_p", "augment_signal")  # losses.csv columns of an augmented run
 
 
 # Settings a resumed run must keep (else it continues another model), and those it may change
 # without a word (extending max_iter is what resuming is for).
-RESUME_MUST_KEEP = ("arch", "up", "maps", "latent", "image_size", "critic_norm", "conditional", "dataset")
+RESUME_MUST_KEEP = ("arch", "up", "maps", "latent", "image_size", "critic_norm", "conditional", "dataset", "augment")
 RESUME_MAY_CHANGE = ("resume", "overwrite", "max_iter", "progress", "progress_style", "monitor_path", "raw_weights", "threads",
                      "distribute")
 
@@ -97,6 +99,7 @@ class Trainer:
             raise
         self.rng = np.random.default_rng(config.seed)
         self.iteration, self.batches_read = 0, 0
+        self.ada = self._adaptive_p()
         if resumed is not None:
             self._restore(*resumed)
         else:
@@ -109,6 +112,13 @@ class Trainer:
         self.sample_rng = np.random.default_rng([config.seed, SAMPLE_STREAM, self.iteration])
         self.last_checkpoint: Optional[Path] = resumed[0] if resumed is not None else None
         self.saved_iteration = self.iteration if resumed is not None else -1
+
+    def _adaptive_p(self) -> Optional[AdaptiveP]:
+        """ADA's adaptive ``p`` where the augmentation is adaptive, else None (a fixed ``p``)."""
+        augment, cfg = self.program.augment, self.config
+        if augment is None or not augment.spec.adaptive:
+            return None
+        return AdaptiveP(cfg.augment_p, cfg.ada_target, cfg.ada_kimg, cfg.ada_interval)
 
     def _evaluator(self, resume_from: Optional[int]):
         """The ``--eval-interval`` evaluator, its metrics and dependencies checked before any data loads."""
@@ -131,6 +141,8 @@ class Trainer:
             reg.get("upsampler", cfg.up)
         for kind, name in (("regularizer", cfg.regularizer), ("loss", cfg.loss), ("dataset", cfg.dataset)):
             reg.get(kind, name)
+        data = reg.get("dataset", cfg.dataset)
+        parse_augment(cfg.augment, data.kind_for(cfg.data_dir) if data.kind_for and cfg.data_dir else data.kind, reg)
         ok, why = reg.entry("backend", cfg.backend).availability()
         if not ok:
             raise BackendUnavailableError(f"backend {cfg.backend!r} is unavailable: {why}")
@@ -191,6 +203,8 @@ class Trainer:
         self.iteration = int(meta["iteration"])
         self.batches_read = int(meta["batches_read"])
         self.rng.bit_generator.state = meta["rng_state"]
+        if self.ada is not None and "ada" in meta:
+            self.ada.load(meta["ada"])
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> Dict:
@@ -227,7 +241,8 @@ class Trainer:
         if self.writer:
             (self.folder / "samples").mkdir(exist_ok=True)
             self._write_config()
-            log = monitor.LossLog(self.folder, resume_from=self.iteration if self.last_checkpoint else None)
+            log = monitor.LossLog(self.folder, resume_from=self.iteration if self.last_checkpoint else None,
+                                  extra=AUGMENT_COLUMNS if self.program.augment is not None else ())
             board = monitor.TensorBoard(self.folder) if cfg.tensorboard else None
         data = Prefetcher(self._real_batches())
         progress = TrainingProgress(cfg.max_iter, self.iteration, enabled=cfg.progress and self.writer,
@@ -276,11 +291,15 @@ class Trainer:
             self.batches_read += 1
             return next(data)
 
-        critic, gen = generator_iteration(self.session, self.program, self.rng, next_batch,
-                                          critic_steps(cfg.critic_schedule, cfg.n_critic, i))
+        p, steps = self.augment_p, critic_steps(cfg.critic_schedule, cfg.n_critic, i)
+        critic, gen = generator_iteration(self.session, self.program, self.rng, next_batch, steps, p)
+        if self.ada is not None:  # one device sync per iteration: ADA adjusts p from what the critic saw
+            signal = self.session.fetch({"augment_signal": critic["augment_signal"]})["augment_signal"]
+            critic = dict(critic, augment_signal=signal)
+            self.ada.observe(signal, cfg.batch_size * steps)
         self.iteration = done = i + 1
         if done % cfg.log_interval == 0 or done == cfg.max_iter or interrupted.signal:
-            row = self._log(log, board, done, critic, gen, clock_offset + time.perf_counter())
+            row = self._log(log, board, done, critic, gen, clock_offset + time.perf_counter(), p)
         due = done % cfg.save_interval == 0 or done == cfg.max_iter
         saved = self.save(log) if due and self.writer else None
         progress.update(done, row, saved)
@@ -295,11 +314,21 @@ class Trainer:
     def _elapsed_before(log) -> float:
         return log.rows[-1]["elapsed_s"] if log is not None and log.rows else 0.0
 
-    def _log(self, log, board, iteration, critic, gen, elapsed) -> Dict[str, float]:
+    @property
+    def augment_p(self) -> Optional[float]:
+        """The probability this iteration's augmentation is drawn with: ADA's current ``p``, or
+        ``--augment-p`` (None without an augmentation)."""
+        if self.program.augment is None:
+            return None
+        return self.ada.p if self.ada is not None else self.program.augment.p
+
+    def _log(self, log, board, iteration, critic, gen, elapsed, p=None) -> Dict[str, float]:
         c, g = self.session.fetch(critic), self.session.fetch(gen)
         row = {"iteration": iteration, "critic_loss": c["loss"], "generator_loss": g["loss"],
                "penalty": c.get("penalty", 0.0), "negative_critic_loss": -c["loss"],
                "wasserstein_estimate": c["wasserstein"], "elapsed_s": round(elapsed, 3)}
+        if p is not None:  # the p this iteration drew with, and ADA's r_t (0 without ADA)
+            row.update(augment_p=p, augment_signal=c.get("augment_signal", 0.0))
         bad = [k for k, v in row.items() if not math.isfinite(v)]
         if bad:
             raise TrainingDiverged(f"training diverged at iteration {iteration}: {', '.join(bad)} "
@@ -340,10 +369,13 @@ class Trainer:
                                                                        + "\n"))
 
     def meta(self) -> dict:
-        return {"iteration": self.iteration, "batches_read": self.batches_read,
+        meta = {"iteration": self.iteration, "batches_read": self.batches_read,
                 "rng_state": self.rng.bit_generator.state, "config": self.config.as_dict(),
                 "sample_shape": list(self.dataset.sample_shape), "data_kind": self.dataset.kind,
                 "num_classes": self.dataset.num_classes, "backend": self.backend.name, "wganx": __version__}
+        if self.ada is not None:
+            meta["ada"] = self.ada.state()
+        return meta
 
     def save(self, log=None) -> Path:
         """Checkpoint, sample tiles and plots for the current iteration; parameters that are

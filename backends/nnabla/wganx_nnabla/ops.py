@@ -224,6 +224,9 @@ class NNablaOps(Ops):
     def slice(self, x, axis, start, stop):
         return Tensor(_slice(_v(x), axis, start, stop))
 
+    # flip: the base class's reversed slices; nn.grad has no double backward for F.flip
+    # ("flip_backward is not implemented", NNabla 1.39)
+
     def pad(self, x, widths, mode="constant"):
         v = _v(x)
         full = check_pad(v.shape, widths, mode)

@@ -273,6 +273,9 @@ class TensorFlowOps(Ops):
         index[nhwc_axis(x, axis)] = slice(start, stop)
         return x[tuple(index)]
 
+    def flip(self, x, axis):
+        return tf.reverse(x, [nhwc_axis(x, int(axis))])
+
     def pad(self, x, widths, mode="constant"):
         full = check_pad(self.shape(x), widths, mode)
         if is_image(x):

@@ -128,6 +128,9 @@ class TorchOps(Ops):
     def slice(self, x, axis, start, stop):
         return x.narrow(axis, start, stop - start)
 
+    def flip(self, x, axis):
+        return torch.flip(x, (int(axis),))
+
     def pad(self, x, widths, mode="constant"):
         flat = [v for w in reversed(check_pad(x.shape, widths, mode)) for v in w]  # last axis first
         if mode == "constant":
