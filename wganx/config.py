@@ -20,6 +20,7 @@ from .augment import ADA_TARGET, PROBABILITY
 from .distributed import engine_names
 from .errors import Range, WganxError, check_choice
 from .optim import OPTIMIZERS
+from .threads import THREADS
 
 CONTEXTS = ("cpu", "cuda", "cudnn")  # NNabla's extension contexts, on every backend
 PROGRESS_STYLES = ("auto", "bar", "lines", "notebook")  # wganx.progress.TrainingProgress
@@ -38,7 +39,7 @@ class TrainConfig:
     device_id: int = field(default=0, metadata={"range": NOT_NEGATIVE, "help": "GPU index", "flags": ("-d",)})
     type_config: str = field(default="float", metadata={"help": "precision: half is mixed precision (GPU)",
                                                          "flags": ("-t",), "choices": ("float", "half")})
-    threads: int = field(default=0, metadata={"range": NOT_NEGATIVE, 
+    threads: int = field(default=0, metadata={"range": THREADS,
         "help": "CPU threads of the backend's kernels (a backend with single-threaded CPU kernels "
                 "uses one); 0: the CPUs no other process keeps busy when the run starts", "shown_default": "0"})
     distribute: str = field(default="auto", metadata={
@@ -58,7 +59,7 @@ class TrainConfig:
     # -- the objective --
     loss: str = field(default="wasserstein", metadata={"help": "loss plugin (nonsaturating: the standard GAN's)"})
     regularizer: str = field(default="gp", metadata={"help": "regularizer plugin: gradient penalty and its relatives"})
-    lambda_: Optional[float] = field(default=None, metadata={"range": NOT_NEGATIVE, 
+    lambda_: Optional[float] = field(default=None, metadata={"range": NOT_NEGATIVE,
         "help": "penalty weight", "shown_default": "the regularizer's, 10 for gp", "flags": ("--lambda",)})
     allow_critic_batch_norm: bool = field(default=False, metadata={
         "help": "permit a batch-norm critic with an input-gradient penalty (not recommended)"})
@@ -66,19 +67,22 @@ class TrainConfig:
     augment: str = field(default="none", metadata={
         "help": "augment every image the critic sees: diffaug[:color,translation,cutout] (DiffAugment) or "
                 "ada[:TRANSFORMS] (ADA; a wrong option lists the choices); none: off"})
-    augment_p: float = field(default=0.0, metadata={"range": PROBABILITY, 
+    augment_p: float = field(default=0.0, metadata={"range": PROBABILITY,
         "help": "probability of each transform: ADA's at the start (fixed with --ada-kimg 0), a plugin's that "
                 "does not adapt it throughout"})
-    ada_target: float = field(default=0.6, metadata={"range": ADA_TARGET, 
+    ada_target: float = field(default=0.6, metadata={"range": ADA_TARGET,
         "help": "ADA: the target p is steered to of r_t, the mean sign of D(real) minus the generated images' "
                 "mean D (docs: Numerics, Augmentation)"})
-    ada_kimg: float = field(default=100.0, metadata={"range": NOT_NEGATIVE, 
+    ada_kimg: float = field(default=100.0, metadata={"range": NOT_NEGATIVE,
         "help": "ADA: thousands of real images over which p can go from 0 to 1 (0: p stays at --augment-p)"})
-    ada_interval: int = field(default=4, metadata={"range": AT_LEAST_1, "help": "ADA: generator iterations between adjustments of p"})
+    ada_interval: int = field(default=4, metadata={"range": AT_LEAST_1,
+                                                   "help": "ADA: generator iterations between adjustments of p"})
     # -- optimisation --
-    batch_size: int = field(default=64, metadata={"range": BATCH_SIZE, "help": "batch size (data-parallel: the global batch, "
+    batch_size: int = field(default=64, metadata={"range": BATCH_SIZE,
+                                                  "help": "batch size (data-parallel: the global batch, "
                                                           "split over the replicas)", "flags": ("-b",)})
-    max_iter: int = field(default=100000, metadata={"range": AT_LEAST_1, "help": "generator iterations", "flags": ("-i",)})
+    max_iter: int = field(default=100000, metadata={"range": AT_LEAST_1,
+                                                    "help": "generator iterations", "flags": ("-i",)})
     n_critic: int = field(default=5, metadata={"range": AT_LEAST_1, "help": "critic steps per generator step"})
     critic_schedule: str = field(default="constant", metadata={
         "help": "wgan: 100 critic steps for the first 25 and every 500th iteration",
@@ -90,15 +94,17 @@ class TrainConfig:
     lr_decay: str = field(default="constant", metadata={
         "help": "learning rates over the run: constant, or linear decay to 0 at --lr-decay-iters (the WGAN-GP "
                 "paper's CIFAR-10 ResNet)", "choices": LR_DECAYS})
-    lr_decay_iters: int = field(default=0, metadata={"range": NOT_NEGATIVE, 
+    lr_decay_iters: int = field(default=0, metadata={"range": NOT_NEGATIVE,
         "help": "generator iterations over which the learning rates decay (0: --max-iter); give it when a run "
                 "will be resumed with a larger --max-iter, so its schedule does not change", "shown_default": "0"})
-    beta1: float = field(default=0.5, metadata={"range": UNIT_INTERVAL, "help": "Adam beta1 (the NNabla example's 0.5; the paper's CIFAR runs 0.0)"})
+    beta1: float = field(default=0.5, metadata={"range": UNIT_INTERVAL,
+        "help": "Adam beta1 (the NNabla example's 0.5; the paper's CIFAR runs 0.0)"})
     beta2: float = field(default=0.9, metadata={"range": UNIT_INTERVAL, "help": "Adam beta2"})
-    ema_decay: float = field(default=0.0, metadata={"range": EMA_DECAY, 
+    ema_decay: float = field(default=0.0, metadata={"range": EMA_DECAY,
         "help": "keep an exponential moving average of the generator's weights with this decay, e.g. 0.999 "
                 "(0: off); samples, --eval-interval, generate and evaluate then use it"})
-    ema_start: int = field(default=0, metadata={"range": EMA_START, "help": "generator iterations before the average starts "
+    ema_start: int = field(default=0, metadata={"range": EMA_START,
+                                                "help": "generator iterations before the average starts "
                                                         "(until then it copies the generator)"})
     recipe: str = field(default="wgan-gp", metadata={
         "help": "wgan: the original WGAN, as the TF1 example trains it (clip 0.01, RMSProp lr 5e-5, wgan schedule)",
@@ -110,11 +116,15 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"range": SEED, "help": "seed of every random number the core draws"})
     # -- output --
     monitor_path: str = field(default="./result/example_0", metadata={"help": "folder for everything written"})
-    save_interval: int = field(default=1000, metadata={"range": AT_LEAST_1, "help": "iterations between checkpoints and samples"})
-    log_interval: int = field(default=10, metadata={"range": AT_LEAST_1, "help": "iterations between loss rows (and device syncs)"})
+    save_interval: int = field(default=1000, metadata={"range": AT_LEAST_1,
+                                                       "help": "iterations between checkpoints and samples"})
+    log_interval: int = field(default=10, metadata={"range": AT_LEAST_1,
+                                                    "help": "iterations between loss rows (and device syncs)"})
     num_samples: int = field(default=64, metadata={"range": AT_LEAST_1, "help": "images per sample tile"})
-    keep_checkpoints: int = field(default=0, metadata={"range": NOT_NEGATIVE, "help": "keep only the newest N checkpoints (0: all)"})
-    eval_interval: int = field(default=0, metadata={"range": NOT_NEGATIVE, "help": "iterations between quality metrics (0: off)"})
+    keep_checkpoints: int = field(default=0, metadata={"range": NOT_NEGATIVE,
+                                                       "help": "keep only the newest N checkpoints (0: all)"})
+    eval_interval: int = field(default=0, metadata={"range": NOT_NEGATIVE,
+                                                    "help": "iterations between quality metrics (0: off)"})
     eval_metrics: Optional[str] = field(default=None, metadata={
         "help": "comma-separated metrics for --eval-interval", "shown_default": "the dataset's usual ones"})
     eval_samples: int = field(default=2000, metadata={"range": AT_LEAST_1, "help": "generated samples per evaluation"})

@@ -16,8 +16,9 @@ import statistics
 import time
 from typing import Optional
 
-from .errors import WganxError
+from .errors import Range
 
+THREADS = Range(0)  # --threads: 0 picks the idle CPUs (train checks the flag against it too)
 # Read by OpenMP, MKL, OpenBLAS and TensorFlow when they start: set before a framework loads.
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
                "TF_NUM_INTEROP_THREADS")
@@ -67,8 +68,7 @@ def resolve_threads(threads: Optional[int]) -> Optional[int]:
     """``None``: leave the frameworks as they are; ``0``: :func:`default_threads`; ``N``: N."""
     if threads is None:
         return None
-    if threads < 0:
-        raise WganxError(f"--threads must not be negative, got {threads}")
+    THREADS.check("--threads", threads)
     return threads or default_threads()
 
 
