@@ -119,6 +119,7 @@ def cases_for(distribution: str, registry=None) -> list:
     installed.
     """
     import wganx
+    from wganx.augment import split as split_augment
     from wganx.parity import default_cases
 
     reg = registry or wganx.registry()
@@ -128,10 +129,9 @@ def cases_for(distribution: str, registry=None) -> list:
                           f"pip install it (e.g. pip install -e .) and retry")
 
     def uses(case) -> bool:
-        augmentation = case.augment.split(":")[0]
         return any(pair in owned for pair in (("architecture", case.arch), ("upsampler", case.up),
                                               ("regularizer", case.regularizer), ("loss", case.loss),
-                                              ("augmentation", augmentation)))
+                                              ("augmentation", split_augment(case.augment)[0])))
 
     return [c for c in default_cases(reg) if uses(c)]
 
