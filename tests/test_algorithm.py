@@ -3,10 +3,12 @@ defined, however a program is made. (Its objectives are held to every backend by
 matrix, its schedules in test_optim.py, test_config.py and test_ema.py.)"""
 import dataclasses
 
+import numpy as np
 import pytest
 
 import wganx
 from wganx import parity
+from wganx.algorithm import step_inputs
 from wganx.build import make_program
 from wganx.errors import WganxError
 from wganx.optim import OptimizerConfig
@@ -41,3 +43,17 @@ def test_the_critic_norms_an_architecture_offers_are_its_records():
     assert spec.critic_norms == ("none", "layer", "spectral")
     with pytest.raises(WganxError, match="--critic-norm batch: architecture 'resnet' offers none, layer, spectral"):
         make_program(arch="resnet", arch_config=ArchConfig(critic_norm="batch"))
+
+
+def test_the_programs_inputs_are_what_step_inputs_draws(program):
+    """One definition of a step's inputs: the shapes a traced backend compiles for are those
+    of the arrays the training loop feeds, noise and labels included."""
+    conditional = dataclasses.replace(program, num_classes=3)
+    for prog in (program, conditional):
+        for step in ("critic", "generator"):
+            real = np.ones((prog.batch_size,) + tuple(prog.arch.sample_shape), np.float32)
+            labels = np.ones(prog.batch_size, np.int64)
+            fed = step_inputs(prog, step, np.random.default_rng(5), real, labels)
+            assert prog.input_shapes(step) == {k: v.shape for k, v in fed.items()}
+            assert {k: v.dtype for k, v in prog.example_inputs(step).items()} == {k: v.dtype for k, v in fed.items()}
+    assert "eps" in program.input_shapes("critic") and "labels" in conditional.input_shapes("generator")

@@ -81,18 +81,18 @@ class Program:
     def optimizer(self, net: str) -> OptimizerConfig:
         return self.generator_optimizer if net == "generator" else self.critic_optimizer
 
+    def example_inputs(self, step: str) -> Dict[str, np.ndarray]:
+        """Every numpy input of ``step`` (``"critic"`` or ``"generator"``) as
+        :func:`step_inputs` makes it, drawn from a throwaway generator around zero real data:
+        what a traced backend takes its input signature (shapes and dtypes) from."""
+        real = np.zeros((self.batch_size,) + tuple(self.arch.sample_shape), np.float32)
+        labels = np.zeros(self.batch_size, np.int64) if self.num_classes else None
+        return step_inputs(self, step, np.random.default_rng(0), real, labels)
+
     def input_shapes(self, step: str) -> Dict[str, tuple]:
-        """Shapes of the numpy inputs of ``step`` (``"critic"`` or ``"generator"``)."""
-        n = self.batch_size
-        shapes = {"z": (n, self.latent)}
-        if step == "critic":
-            shapes["real"] = (n,) + tuple(self.arch.sample_shape)
-        if self.num_classes:
-            shapes["labels"] = (n,)
-        if self.augment is not None:  # the shapes of what it draws, from a throwaway generator
-            params = self.augment.sample(np.random.default_rng(0), n, tuple(self.arch.sample_shape))
-            shapes.update({k: v.shape for k, v in params.items()})
-        return shapes
+        """Shapes of every numpy input of ``step``: ``z``, ``real``, the regularizer's noise,
+        ``labels``, the augmentation's parameters (:meth:`example_inputs`)."""
+        return {k: np.shape(v) for k, v in self.example_inputs(step).items()}
 
 
 # -- the loop ----------------------------------------------------------------------------------

@@ -86,16 +86,9 @@ class TensorFlowSession(Session):
 
     # -- inputs -----------------------------------------------------------------------------
     def _signature(self, step):
-        program = self.program
-        shapes = {k: (tuple(s), tf.int64 if k == "labels" else self.dtype)
-                  for k, s in program.input_shapes(step).items()}
-        if step == "critic":  # the noise's shapes, from a throwaway generator
-            noise = program.regularizer.sample_noise(np.random.default_rng(0), program.batch_size,
-                                                     tuple(program.arch.sample_shape))
-            for k, v in noise.items():
-                v = np.asarray(v)
-                shapes[k] = (v.shape, self.dtype if v.dtype.kind == "f" else tf.as_dtype(v.dtype))
-        return {k: tf.TensorSpec(shape, dtype, name=k) for k, (shape, dtype) in shapes.items()}
+        return {k: tf.TensorSpec(np.shape(v), self.dtype if np.asarray(v).dtype.kind == "f"
+                                 else tf.as_dtype(np.asarray(v).dtype), name=k)
+                for k, v in self.program.example_inputs(step).items()}
 
     def _scalar_names(self, step):
         """The :class:`~wganx.session.StepScalars` a traced step takes as inputs."""
