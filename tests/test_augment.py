@@ -224,6 +224,29 @@ def test_adaptive_p_follows_the_signal_by_adas_rule():
     assert fixed.p == 0.25
 
 
+def test_signals_are_read_once_an_interval_and_p_moves_when_read_at_once_would():
+    """The training loop hands ADA device scalars; they are read (one fetch) only when they
+    can move p, and p moves at the iteration it would if each were read at once."""
+    reads = []
+
+    def read(values):
+        reads.append(len(values))
+        return [float(v) for v in values]
+    ada = AdaptiveP(0.0, target=0.6, kimg=1.0, interval=4, read=read)  # 200 images an interval: 0.2
+    seen = []
+    for signal in (1, 1, 1, 1, 0, 0, 0, 0, 1, 1):
+        ada.observe(signal, 50)
+        seen.append(ada.p)
+    assert seen == pytest.approx([0, 0, 0, 0.2, 0.2, 0.2, 0.2, 0, 0, 0]) and reads == [4, 4]
+    assert ada.state() == {"p": 0.0, "signal_sum": 2.0, "signal_count": 2, "images": 100} and reads == [4, 4, 2]
+    skipped = AdaptiveP(0.0, 0.6, 1.0, 4, read=read)
+    for signal in (1, float("nan"), 1, 1):  # a non-finite signal does not count
+        skipped.observe(signal, 50)
+    assert skipped.p == 0.0 and skipped.state()["signal_count"] == 3
+    skipped.observe(1, 50)
+    assert skipped.p == pytest.approx(0.2)
+
+
 def test_the_signal_is_the_share_above_the_generated_mean():
     """r_t = mean sign(D(real) - mean D(fake)): shift-invariant, in [-1, 1]."""
     from wganx.algorithm import overfitting_signal
@@ -255,6 +278,18 @@ def test_an_augmented_run_resumed_equals_an_uninterrupted_one(backend_name, tmp_
     assert ps[0] == 0.2 and len(set(ps)) > 2 and all(abs(x - y) == pytest.approx(0.04) for x, y in zip(ps, ps[1:]))
     assert [(r["augment_p"], r["augment_signal"]) for r in a] == [(r["augment_p"], r["augment_signal"]) for r in b]
     assert meta_a["ada"] == meta_b["ada"] and meta_a["ada"]["p"] != 0.2
+
+
+def test_a_run_saved_in_mid_interval_resumes_exactly(tmp_path):
+    """Intervals of 2 over 6 iterations, saved after 3: the checkpoint holds a half interval
+    (its signal read from the device for the save), and the resumed run completes it as the
+    whole run does."""
+    (a, meta_a), (b, meta_b) = resume_against_whole(tmp_path, 6, backend=available_backends()[0],
+                                                    **dict(ADA, ada_interval=2))
+    ps = [float(r["augment_p"]) for r in a]
+    assert ps[:3] == [0.2, 0.2, ps[2]] and ps[2] != 0.2  # p moves after iterations 2 and 4
+    assert [(r["augment_p"], r["augment_signal"]) for r in a] == [(r["augment_p"], r["augment_signal"]) for r in b]
+    assert meta_a["ada"] == meta_b["ada"]
 
 
 def test_the_cli_trains_with_diffaugment_and_logs_p(tmp_path, capsys):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional
 
 import numpy as np
 
@@ -130,26 +130,42 @@ class AdaptiveP:
     The state (:meth:`state`) is kept in every checkpoint, so a resumed run continues exactly.
     """
 
-    def __init__(self, p: float, target: float, kimg: float, interval: int):
+    def __init__(self, p: float, target: float, kimg: float, interval: int,
+                 read: Callable[[list], list] = lambda values: [float(v) for v in values]):
         self.p, self.target, self.kimg, self.interval = float(p), float(target), float(kimg), int(interval)
         self.signal_sum, self.signal_count, self.images = 0.0, 0, 0
+        #: ``read(values) -> floats``: the signals as numbers (the training loop fetches them
+        #: from the device, all of an interval at once, so a step waits on no device sync)
+        self.read = read
+        self._pending: list = []  # (signal, images) of iterations not yet read
 
-    def observe(self, signal: float, images: int) -> None:
-        """One generator iteration's ``r_t``, after its critic saw ``images`` real images;
-        adjusts ``p`` at the end of an interval."""
-        if not math.isfinite(signal):
-            return
-        self.signal_sum += float(signal)
-        self.signal_count += 1
-        self.images += int(images)
-        if self.signal_count >= self.interval:
-            mean = self.signal_sum / self.signal_count
-            if self.kimg > 0 and mean != self.target:
-                step = self.images / (self.kimg * 1000.0)
-                self.p = min(max(self.p + math.copysign(step, mean - self.target), 0.0), 1.0)
-            self.signal_sum, self.signal_count, self.images = 0.0, 0, 0
+    def observe(self, signal, images: int) -> None:
+        """One generator iteration's ``r_t`` (a number, or a value :attr:`read` turns into
+        one), after its critic saw ``images`` real images. Signals are read when they can
+        change ``p``, at the end of an interval, so ``p`` moves at the same iterations as if
+        each were read at once."""
+        self._pending.append((signal, int(images)))
+        if self.signal_count + len(self._pending) >= self.interval:
+            self._settle()
+
+    def _settle(self) -> None:
+        pending, self._pending = self._pending, []
+        for signal, images in zip(self.read([s for s, _ in pending]), (i for _, i in pending)):
+            if not math.isfinite(signal):
+                continue
+            self.signal_sum += float(signal)
+            self.signal_count += 1
+            self.images += images
+            if self.signal_count >= self.interval:
+                mean = self.signal_sum / self.signal_count
+                if self.kimg > 0 and mean != self.target:
+                    step = self.images / (self.kimg * 1000.0)
+                    self.p = min(max(self.p + math.copysign(step, mean - self.target), 0.0), 1.0)
+                self.signal_sum, self.signal_count, self.images = 0.0, 0, 0
 
     def state(self) -> Dict[str, float]:
+        """What a checkpoint keeps (the signals not yet read are read first)."""
+        self._settle()
         return {"p": self.p, "signal_sum": self.signal_sum, "signal_count": self.signal_count, "images": self.images}
 
     def load(self, state: Mapping) -> None:

@@ -118,7 +118,12 @@ class Trainer:
         augment, cfg = self.program.augment, self.config
         if augment is None or not augment.spec.adaptive:
             return None
-        return AdaptiveP(cfg.augment_p, cfg.ada_target, cfg.ada_kimg, cfg.ada_interval)
+        return AdaptiveP(cfg.augment_p, cfg.ada_target, cfg.ada_kimg, cfg.ada_interval, read=self._read_signals)
+
+    def _read_signals(self, values: list) -> list:
+        """Device scalars as floats, in one fetch."""
+        read = self.session.fetch({str(i): v for i, v in enumerate(values)})
+        return [read[str(i)] for i in range(len(values))]
 
     def _evaluator(self, resume_from: Optional[int]):
         """The ``--eval-interval`` evaluator, its metrics and dependencies checked before any data loads."""
@@ -293,10 +298,8 @@ class Trainer:
 
         p, steps = self.augment_p, critic_steps(cfg.critic_schedule, cfg.n_critic, i)
         critic, gen = generator_iteration(self.session, self.program, self.rng, next_batch, steps, p)
-        if self.ada is not None:  # one device sync per iteration: ADA adjusts p from what the critic saw
-            signal = self.session.fetch({"augment_signal": critic["augment_signal"]})["augment_signal"]
-            critic = dict(critic, augment_signal=signal)
-            self.ada.observe(signal, cfg.batch_size * steps)
+        if self.ada is not None:  # read from the device when it can move p, once an interval
+            self.ada.observe(critic["augment_signal"], cfg.batch_size * steps)
         self.iteration = done = i + 1
         if done % cfg.log_interval == 0 or done == cfg.max_iter or interrupted.signal:
             row = self._log(log, board, done, critic, gen, clock_offset + time.perf_counter(), p)
