@@ -13,43 +13,22 @@ from wganx import cli, monitor, parity
 from wganx.augment import AdaptiveP, Augment, check_options, parse
 from wganx.build import initial_arrays, load_backend, make_program
 from wganx.errors import WganxError
-from wganx.ops import check_pad
 from wganx.records import ArchConfig, AugmentSpec
 from wganx.training import Trainer
 from wganx_plugins import augmentations as aug
 
 from conftest import available_backends, check_critic_gradient, read_losses, resume_against_whole, tiny_config
+from test_ops import NumpyOps as ContractOps
 
 BACKENDS = available_backends()
 DOUBLE_BACKENDS = [b for b in BACKENDS if "double" in wganx.registry().get("backend", b).capabilities]
 
 
-class NumpyOps:
-    """The few ops the transforms use, in numpy, from the docstrings of :mod:`wganx.ops`."""
-
-    def shape(self, x):
-        return x.shape
-
-    def pad(self, x, widths, mode="constant"):
-        return np.pad(x, check_pad(x.shape, widths, mode), mode=mode)
-
-    def slice(self, x, axis, start, stop):
-        return np.take(x, range(start, stop), axis=axis)
-
-    def flip(self, x, axis):
-        return np.flip(x, axis)
-
-    def transpose(self, x, perm):
-        return np.transpose(x, perm)
+class NumpyOps(ContractOps):
+    """test_ops.py's numpy reference of the ops contract, with the reduction colour uses."""
 
     def mean(self, x, axes=None, keepdims=False):
         return x.mean(axis=axes, keepdims=keepdims)
-
-    def reshape(self, x, shape):
-        return x.reshape(shape)
-
-    def matmul(self, a, b):
-        return a @ b
 
 
 def _images(n=6, c=3, size=8, seed=0):
