@@ -1,9 +1,11 @@
 """wganx.build: names and settings resolved into a backend, a dataset, a program and its
 first state, each with its one-line refusals."""
+import os
 import subprocess
 import sys
 import textwrap
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +27,7 @@ class BareBackends:
 
     @wganx.hookimpl
     def wganx_backends(self):
-        return [BackendSpec("bare", "test_backend:Bare", thread_env=lambda n: {"BARE_THREADS": str(n)})]
+        return [BackendSpec("bare", "test_backend:Bare")]
 
 
 def test_a_backend_is_constructed_with_the_users_flags_and_its_engines():
@@ -38,19 +40,30 @@ def test_a_backend_is_constructed_with_the_users_flags_and_its_engines():
         load_backend("nosuch", reg=reg)
 
 
-def test_threads_reach_the_environment_before_the_framework_loads():
-    """OpenMP's variables and the record's ``thread_env`` are set before the backend class is
-    imported (a framework reads them once, when its runtime starts)."""
+def test_threads_reach_the_environment_before_the_framework_loads(tmp_path):
+    """OpenMP's variables and the record's ``thread_env`` are set before the backend's module
+    is imported (a framework reads them once, when its runtime starts): a module that records
+    the environment as it is imported stands in for the framework."""
+    (tmp_path / "probe_backend.py").write_text(
+        "import os\nSEEN = os.environ.get('OMP_NUM_THREADS'), os.environ.get('PROBE_THREADS')\n"
+        "from test_backend import Bare\n")
     code = textwrap.dedent("""
-        import os, wganx
+        import wganx
         from wganx.build import load_backend
         from wganx.plugins import Registry
-        from test_build import BareBackends
-        load_backend("bare", reg=Registry.from_plugins([BareBackends()], entry_points=False), threads=3)
-        print(os.environ["OMP_NUM_THREADS"], os.environ["BARE_THREADS"])
+        from wganx.records import BackendSpec
+
+        class Probe:
+            @wganx.hookimpl
+            def wganx_backends(self):
+                return [BackendSpec("probe", "probe_backend:Bare", thread_env=lambda n: {"PROBE_THREADS": str(n)})]
+        load_backend("probe", reg=Registry.from_plugins([Probe()], entry_points=False), threads=3)
+        import probe_backend
+        print(*probe_backend.SEEN)
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=str(__import__("pathlib").Path(__file__).parent))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(Path(__file__).parent)]))
+    env.pop("OMP_NUM_THREADS", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.stdout.split() == ["3", "3"], out.stderr
 
 
