@@ -35,7 +35,8 @@ their second derivative exists on every backend and the penalty differentiates t
 Every geometric transform offered moves whole pixels: an image ``X`` (per channel) becomes
 ``A op(X) B^T``, where ``A`` and ``B`` are 0/1 selection matrices and ``op`` is the identity or
 the transpose (a quarter turn of a square image swaps the axes). The host composes flips,
-quarter turns and translations (zeros shifted in, or mirrored for ADA) into ``A``, ``B`` and
+quarter turns and translations (zeros shifted in, or mirrored for ADA) as row maps (which
+row each output row reads, in O(N size)) and builds ``A``, ``B`` and
 the transpose bit of each sample; the device computes two batched matrix products, exact
 since each output pixel selects one input pixel or none. Cutout is a product with a mask
 drawn on the host; colour is a per-sample colour matrix and offset.
@@ -67,31 +68,45 @@ def _per_sample(values):
 
 
 def _shift(size, shifts, mode="constant"):
-    """``(N, size, size)`` selection matrices ``S`` with ``(S x)[i] = x[i + t]`` for each
-    sample's shift ``t``: rows past the border are zero (``"constant"``, DiffAugment) or
-    select the mirrored pixel without repeating the border (``"reflect"``, ADA's padding)."""
-    n = len(shifts)
+    """``(N, size)`` row maps of the selection ``S`` with ``(S x)[i] = x[i + t]`` for each
+    sample's shift ``t``: -1 (a zero row) past the border (``"constant"``, DiffAugment), or the
+    mirrored pixel without repeating the border (``"reflect"``, ADA's padding)."""
     src = np.arange(size)[None, :] + np.asarray(shifts)[:, None]  # (N, size): where row i reads
     if mode == "reflect":
         period = 2 * (size - 1)
         src = np.abs((src + period) % period)
         src = np.where(src >= size, period - src, src)
-    out = np.zeros((n, size, size))
-    rows, cols = np.nonzero((src >= 0) & (src < size))
-    out[rows, cols, src[rows, cols]] = 1.0
-    return out
+    return np.where((src >= 0) & (src < size), src, -1)
 
 
 def _flip(size, bits):
-    """``(N, size, size)``: the reversal where ``bits`` is 1, the identity elsewhere."""
-    eye, rev = np.eye(size), np.eye(size)[::-1]
-    return np.where(np.asarray(bits, bool)[:, None, None], rev, eye)
+    """``(N, size)`` row maps: the reversal where ``bits`` is 1, the identity elsewhere."""
+    i = np.arange(size)[None, :]
+    return np.where(np.asarray(bits, bool)[:, None], size - 1 - i, i)
+
+
+def _then(first, second):
+    """The row map of ``first @ second`` (``second`` applied to the image, then ``first``):
+    row ``i`` reads row ``first[i]`` of ``second``'s result; -1 stays a zero row."""
+    out = np.take_along_axis(second, np.maximum(first, 0), axis=1)
+    return np.where(first >= 0, out, -1)
+
+
+def _transposed_matrix(rows):
+    """``S^T`` ``(N, size, size)`` float32 of the selection whose row map is ``rows``."""
+    n, size = rows.shape
+    out = np.zeros((n, size, size), F32)
+    sample, i = np.nonzero(rows >= 0)
+    out[sample, rows[sample, i], i] = 1.0
+    return out
 
 
 def _geometry(a, b, transposed=None):
-    """The step's parameters of ``y = A op(X) B^T`` (see :func:`blit`): ``A^T`` and ``B^T``,
-    each ``(N, size, size)``, and the transpose bit ``(N, 1, 1, 1)`` when there is one."""
-    out = {"aug_rows": np.transpose(a, (0, 2, 1)).astype(F32), "aug_cols": np.transpose(b, (0, 2, 1)).astype(F32)}
+    """The step's parameters of ``y = A op(X) B^T`` (see :func:`blit`) from the row maps of
+    ``A`` and ``B``: ``A^T`` and ``B^T``, each ``(N, size, size)``, and the transpose bit
+    ``(N, 1, 1, 1)`` when there is one. The maps compose in O(N size) on the host; only the
+    step's two matrices are ever built."""
+    out = {"aug_rows": _transposed_matrix(a), "aug_cols": _transposed_matrix(b)}
     if transposed is not None:
         out["aug_transpose"] = _per_sample(transposed)
     return out
@@ -232,12 +247,12 @@ def ada_sample(rng, batch_size, sample_shape, options, p):
         return rng.uniform(0.0, 1.0, n) < p
 
     # ADA's order: flip, then quarter turns, then translation; composed into y = A op(X) B^T
-    a, b = np.tile(np.eye(h), (n, 1, 1)), np.tile(np.eye(w), (n, 1, 1))
+    a, b = np.tile(np.arange(h), (n, 1)), np.tile(np.arange(w), (n, 1))  # row maps of A and B
     transposed = None
     if "xflip" in options:
         bits = np.floor(rng.uniform(0.0, 1.0, n) * 2)
         bits = np.where(gate(), bits, 0.0)
-        b = _flip(w, bits) @ b
+        b = _then(_flip(w, bits), b)
     if "rotate90" in options:
         if h != w:
             raise WganxError(f"--augment ada: rotate90 needs square images, not {h}x{w}")
@@ -246,14 +261,14 @@ def ada_sample(rng, batch_size, sample_shape, options, p):
         transposed = np.zeros(n)
         for _ in range(3):  # a quarter turn of A op(X) B^T is (F B) op'(X) A^T, op' the other op
             turn = k > 0
-            a, b = np.where(turn[:, None, None], _flip(h, np.ones(n)) @ b, a), np.where(turn[:, None, None], a, b)
+            a, b = np.where(turn[:, None], _then(_flip(h, np.ones(n)), b), a), np.where(turn[:, None], a, b)
             transposed = np.where(turn, 1.0 - transposed, transposed)
             k = k - turn
     if "xint" in options:
         t = rng.uniform(-1.0, 1.0, (n, 2)) * TRANSLATION_RATIO  # ADA: (x, y) shares of the size, rounded
         on = gate()
-        a = _shift(h, np.where(on, np.rint(t[:, 1] * h), 0).astype(int), "reflect") @ a
-        b = _shift(w, np.where(on, np.rint(t[:, 0] * w), 0).astype(int), "reflect") @ b
+        a = _then(_shift(h, np.where(on, np.rint(t[:, 1] * h), 0).astype(int), "reflect"), a)
+        b = _then(_shift(w, np.where(on, np.rint(t[:, 0] * w), 0).astype(int), "reflect"), b)
     if any(name in options for name in ADA_BLIT):
         out.update(_geometry(a, b, transposed))
     if any(name in options for name in ADA_COLOR):
